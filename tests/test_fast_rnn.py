@@ -1,0 +1,125 @@
+"""charlm.fast_rnn against the Keras layers it replaces: outputs, final states and gradients."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from charlm.fast_rnn import rnn_sequence
+
+LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
+N_STATES = {"lstm": 2, "gru": 1, "rnn": 1}
+B, D, H = 3, 5, 4
+TOL = 1e-5
+
+
+def _setup(cell, steps, seed=0):
+    """A built Keras layer with non-trivial weights, random inputs, states and loss weights."""
+    rng = np.random.default_rng(seed)
+    layer = LAYERS[cell](H, return_sequences=True, return_state=True)
+    layer.build((B, steps, D))
+    for v in layer.weights:  # random biases too (Keras initialises them to zeros/ones)
+        v.assign(rng.normal(scale=0.5, size=v.shape).astype("float32"))
+    x = tf.constant(rng.normal(size=(B, steps, D)).astype("float32"))
+    states = [tf.constant(rng.normal(size=(B, H)).astype("float32"))
+              for _ in range(N_STATES[cell])]
+    # Loss weights for the outputs and for every final state, so each upstream gradient counts.
+    r_out = tf.constant(rng.normal(size=(B, steps, H)).astype("float32"))
+    r_states = [tf.constant(rng.normal(size=(B, H)).astype("float32")) for _ in states]
+    return layer, x, states, r_out, r_states
+
+
+def _loss_and_grads(run, layer, x, states, r_out, r_states):
+    """(outputs, final states, gradients of a random scalar loss wrt x, states and weights)."""
+    with tf.GradientTape() as tape:
+        tape.watch([x, *states])
+        outputs, finals = run(x, states)
+        loss = tf.reduce_sum(outputs * r_out)
+        for s, r in zip(finals, r_states):
+            loss += tf.reduce_sum(s * r)
+    grads = tape.gradient(loss, [x, *states, *layer.trainable_variables])
+    return outputs, finals, grads
+
+
+def _keras_run(layer):
+    def run(x, states):
+        outputs, *finals = layer(x, initial_state=states)
+        return outputs, finals
+    return run
+
+
+def _fast_run(cell, layer):
+    kernel, recurrent_kernel, bias = (layer.cell.kernel, layer.cell.recurrent_kernel,
+                                      layer.cell.bias)
+
+    def run(x, states):
+        return rnn_sequence(cell, x, states, kernel, recurrent_kernel, bias)
+    return run
+
+
+def _assert_close(actual, expected, what):
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=TOL, atol=TOL,
+                               err_msg=what)
+
+
+@pytest.mark.parametrize("cell", list(LAYERS))
+@pytest.mark.parametrize("steps", [1, 7])
+@pytest.mark.parametrize("mode", ["eager", "function", "jit"])
+def test_matches_keras(cell, steps, mode):
+    layer, x, states, r_out, r_states = _setup(cell, steps)
+    expected = _loss_and_grads(_keras_run(layer), layer, x, states, r_out, r_states)
+
+    def fast(x, states, r_out, r_states):
+        return _loss_and_grads(_fast_run(cell, layer), layer, x, states, r_out, r_states)
+
+    if mode != "eager":
+        fast = tf.function(fast, jit_compile=(mode == "jit"))
+    outputs, finals, grads = fast(x, states, r_out, r_states)
+
+    _assert_close(outputs, expected[0], "outputs")
+    assert len(finals) == len(expected[1])
+    for i, (a, e) in enumerate(zip(finals, expected[1])):
+        _assert_close(a, e, f"final state {i}")
+    names = ["inputs"] + [f"initial state {i}" for i in range(len(states))] + [
+        v.path for v in layer.trainable_variables]
+    for name, a, e in zip(names, grads, expected[2]):
+        assert a is not None, name
+        _assert_close(a, e, f"gradient wrt {name}")
+
+
+@pytest.mark.parametrize("cell", list(LAYERS))
+def test_loss_on_one_final_state_only(cell):
+    """Outputs (and the LSTM's h) unused: their upstream gradients arrive as None or zeros."""
+    layer, x, states, _, r_states = _setup(cell, 4, seed=1)
+
+    def grads(run):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            _, finals = run(x, states)
+            loss = tf.reduce_sum(finals[-1] * r_states[-1])
+        return tape.gradient(loss, [x, *layer.trainable_variables])
+
+    for a, e in zip(grads(_fast_run(cell, layer)), grads(_keras_run(layer))):
+        _assert_close(a, e, "gradient")
+
+
+def test_unroll_matches_while_loop():
+    layer, x, states, r_out, r_states = _setup("lstm", 6, seed=2)
+    kernel, recurrent_kernel, bias = layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias
+    results = []
+    for unroll in (False, True):
+        def run(x, states, unroll=unroll):
+            return rnn_sequence("lstm", x, states, kernel, recurrent_kernel, bias, unroll=unroll)
+        results.append(tf.function(_loss_and_grads)(run, layer, x, states, r_out, r_states))
+    for a, e in zip(tf.nest.flatten(results[1]), tf.nest.flatten(results[0])):
+        _assert_close(a, e, "unrolled vs while_loop")
+
+
+def test_rejects_bad_arguments():
+    layer, x, states, _, _ = _setup("gru", 2)
+    with pytest.raises(ValueError):
+        rnn_sequence("conv", x, states, layer.cell.kernel, layer.cell.recurrent_kernel,
+                     layer.cell.bias)
+    with pytest.raises(ValueError):
+        rnn_sequence("lstm", x, states, layer.cell.kernel, layer.cell.recurrent_kernel,
+                     layer.cell.bias)
