@@ -1,0 +1,56 @@
+"""Importing Keras on the TensorFlow backend, quietly, and only when a command needs it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from charlm.errors import CharlmError
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence file descriptor 2 while TensorFlow's native libraries load.
+
+    They print absl/CUDA start-up notices straight to fd 2 (bypassing Python and
+    TF_CPP_MIN_LOG_LEVEL), which would bury charlm's one-line messages.
+    """
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_keras():
+    """Return the ``keras`` module, refusing any backend but TensorFlow.
+
+    charlm's trainer, sampler and distribution code use ``tf.function``,
+    ``tf.distribute`` and tf.data directly, so JAX and PyTorch backends are not
+    supported; it says so up front rather than training something subtly wrong.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _quiet_stderr():
+        import keras
+        import tensorflow as tf
+
+        # Device discovery prints its own notices (no CUDA driver, ...) the first
+        # time anything asks; ask now, while fd 2 is silenced.
+        tf.config.list_physical_devices()
+        tf.get_logger().setLevel("ERROR")
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise CharlmError(
+            f"charlm needs the TensorFlow backend of Keras, but KERAS_BACKEND is {backend!r}; "
+            "unset KERAS_BACKEND or set it to tensorflow"
+        )
+    return keras

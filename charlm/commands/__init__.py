@@ -1,0 +1,1 @@
+"""One module per ``charlm`` subcommand, each defining a click command named ``command``."""

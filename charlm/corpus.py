@@ -1,0 +1,109 @@
+"""Reading a corpus (files or directories) and splitting it into train and validation.
+
+The validation split is one contiguous held-out region at the end of the text,
+never scattered windows, so that validation text is text the model never saw in
+any context. The vocabulary is built from the training split alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from charlm.errors import CharlmError
+
+# Files in a directory that are never corpus text.
+_SKIP_SUFFIXES = {".keras", ".h5", ".npy", ".npz", ".zip", ".gz", ".png", ".jpg", ".pdf", ".pyc"}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """The text of one or more files, joined with a newline between files."""
+
+    text: str
+    files: tuple[str, ...]
+    fingerprint: str  # sha256 of the files' bytes, in order
+
+
+def find_files(paths) -> list[Path]:
+    """The text files named by ``paths``: files as given, directories walked in sorted order."""
+    found = []
+    for given in paths:
+        path = Path(given)
+        if not path.exists():
+            raise CharlmError(f"corpus not found: {given}")
+        if path.is_dir():
+            inside = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                and p.suffix.lower() not in _SKIP_SUFFIXES
+            )
+            inside = [p for p in inside if not _looks_binary(p)]
+            if not inside:
+                raise CharlmError(f"directory {given} has no text files")
+            found.extend(inside)
+        else:
+            found.append(path)
+    return found
+
+
+def read_corpus(paths, encoding_errors: str = "strict") -> Corpus:
+    """Read and decode every file as UTF-8; a bad byte is an error naming file and offset,
+    unless ``encoding_errors="replace"`` substitutes U+FFFD."""
+    files = find_files(paths)
+    digest = hashlib.sha256()
+    texts = []
+    for path in files:
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise CharlmError(f"cannot read {path}: {error.strerror or error}") from None
+        digest.update(data)
+        try:
+            text = data.decode("utf-8", errors=encoding_errors)
+        except UnicodeDecodeError as error:
+            raise CharlmError(
+                f"{path}: byte {error.start} (0x{data[error.start]:02x}) is not valid UTF-8; "
+                "convert the file to UTF-8, use --tokenizer byte, or pass --encoding-errors replace"
+            ) from None
+        texts.append(text)
+    # A newline between files, so that one file's last line never runs into the next's first.
+    text = "".join(t if t.endswith("\n") or i == len(texts) - 1 else t + "\n" for i, t in enumerate(texts))
+    if not text.strip():
+        raise CharlmError(f"corpus is empty: {', '.join(str(p) for p in files)}")
+    return Corpus(text=text, files=tuple(str(p) for p in files), fingerprint=digest.hexdigest())
+
+
+def split_text(text: str, val_fraction: float, on_whitespace: bool = False) -> tuple[str, str]:
+    """The first ``1 - val_fraction`` of ``text`` for training, the rest for validation.
+
+    With ``on_whitespace`` the cut moves forward to the next whitespace so that no
+    word is split between the two parts.
+    """
+    cut = len(text) - int(round(len(text) * val_fraction))
+    if on_whitespace:
+        while cut < len(text) and not text[cut].isspace():
+            cut += 1
+    return text[:cut], text[cut:]
+
+
+def check_writable_dir(path) -> Path:
+    """Create ``path`` if needed and make sure files can be written in it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CharlmError(f"cannot create output directory {path}: {error.strerror or error}") from None
+    if not path.is_dir() or not os.access(path, os.W_OK):
+        raise CharlmError(f"output directory {path} is not writable")
+    return path
+
+
+def _looks_binary(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return b"\0" in f.read(8192)
+    except OSError:
+        return False

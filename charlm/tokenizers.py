@@ -1,0 +1,244 @@
+"""Tokenizers: the one place that owns the vocabulary.
+
+Three kinds, all mapping text to integer ids (numpy ``int32`` arrays) and back:
+
+- ``char``: Unicode code points, case kept, optional NFC/NFKC normalization,
+  with a reserved unknown symbol for code points the training split never had.
+- ``byte``: UTF-8 bytes; a fixed vocabulary of 256 bytes, so nothing is unknown.
+- ``word``: whitespace-separated tokens, the ``max_vocab`` most frequent kept,
+  ``<unk>`` for the rest, and ``<eol>`` standing for each line break.
+
+Every vocabulary begins with the special symbols (``<pad>`` first, id 0), so a
+sampler can exclude them by id. A vocabulary is only ever built from the
+training split, and a tokenizer is saved inside the model file via
+:meth:`Tokenizer.get_config` / :func:`tokenizer_from_config`, so ids never
+get re-mapped between training, sampling and fine-tuning.
+"""
+
+from __future__ import annotations
+
+import collections
+import unicodedata
+
+import numpy as np
+
+from charlm.errors import CharlmError
+
+PAD = "<pad>"
+UNK = "<unk>"
+EOL = "<eol>"
+DOC = "<doc>"
+
+KINDS = ("char", "byte", "word")
+NORMALIZATIONS = (None, "NFC", "NFKC")
+
+
+class Tokenizer:
+    """Base class: a fixed list of symbols; ``id`` is the index in ``vocabulary``."""
+
+    kind = ""
+    specials: tuple[str, ...] = ()
+
+    def __init__(self, vocabulary):
+        self.vocabulary = list(vocabulary)
+        self.index = {symbol: i for i, symbol in enumerate(self.vocabulary)}
+        if len(self.index) != len(self.vocabulary):
+            raise CharlmError("tokenizer vocabulary has duplicate symbols")
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocabulary)
+
+    @property
+    def pad_id(self) -> int:
+        return self.index[PAD]
+
+    @property
+    def unk_id(self) -> int | None:
+        """Id of the unknown symbol, or None where nothing can be unknown."""
+        return self.index.get(UNK)
+
+    @property
+    def special_ids(self) -> list[int]:
+        """Ids that a sampler must never emit (padding, unknown, ...)."""
+        return [self.index[s] for s in self.specials if s in self.index and s != EOL]
+
+    def encode(self, text: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def decode(self, ids) -> str:
+        raise NotImplementedError
+
+    def count_unknown(self, text: str) -> int:
+        """How many tokens of ``text`` fall outside the vocabulary."""
+        if self.unk_id is None:
+            return 0
+        return int(np.count_nonzero(self.encode(text) == self.unk_id))
+
+    def get_config(self) -> dict:
+        return {"kind": self.kind, "vocabulary": self.vocabulary}
+
+    def __repr__(self):
+        return f"<{type(self).__name__} vocab_size={self.vocab_size}>"
+
+
+class CharTokenizer(Tokenizer):
+    """Unicode code points. ``normalization`` (None, "NFC" or "NFKC") is applied
+    to every text before encoding, so that composed and decomposed forms of the
+    same letter share one id."""
+
+    kind = "char"
+    specials = (PAD, UNK)
+
+    def __init__(self, vocabulary, normalization=None):
+        if normalization not in NORMALIZATIONS:
+            raise CharlmError(f"unknown normalization {normalization!r}; use NFC or NFKC")
+        super().__init__(vocabulary)
+        self.normalization = normalization
+        # Sorted code points of the ordinary symbols and their ids, for a
+        # vectorised lookup with np.searchsorted (no Python loop per character).
+        symbols = [(ord(s), i) for i, s in enumerate(self.vocabulary) if s not in self.specials]
+        symbols.sort()
+        self._codepoints = np.array([c for c, _ in symbols], dtype=np.uint32)
+        self._ids = np.array([i for _, i in symbols], dtype=np.int32)
+
+    @classmethod
+    def build(cls, text: str, normalization=None) -> CharTokenizer:
+        """The vocabulary of ``text``: its distinct code points in code point order."""
+        text = _normalize(text, normalization)
+        return cls([PAD, UNK, *sorted(set(text))], normalization)
+
+    def encode(self, text: str) -> np.ndarray:
+        text = _normalize(text, self.normalization)
+        codepoints = _codepoints(text)
+        if not len(self._codepoints):
+            return np.full(len(codepoints), self.unk_id, dtype=np.int32)
+        position = np.searchsorted(self._codepoints, codepoints)
+        position = np.minimum(position, len(self._codepoints) - 1)
+        known = self._codepoints[position] == codepoints
+        return np.where(known, self._ids[position], self.unk_id).astype(np.int32)
+
+    def decode(self, ids) -> str:
+        vocab = self.vocabulary
+        return "".join("\ufffd" if i == self.unk_id else ("" if i == self.pad_id else vocab[i]) for i in _ints(ids))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "normalization": self.normalization}
+
+
+class ByteTokenizer(Tokenizer):
+    """UTF-8 bytes: id = byte value + 1 (id 0 is padding). Never unknown."""
+
+    kind = "byte"
+    specials = (PAD,)
+
+    def __init__(self, vocabulary=None):
+        super().__init__(vocabulary or [PAD, *(f"<0x{b:02X}>" for b in range(256))])
+
+    @classmethod
+    def build(cls, text: str = "") -> ByteTokenizer:
+        return cls()
+
+    def encode(self, text: str) -> np.ndarray:
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise CharlmError(
+                f"text has a lone surrogate (U+{ord(text[error.start]):04X}) at character "
+                f"{error.start} that UTF-8 cannot encode; remove it or read the file with --encoding-errors replace"
+            ) from None
+        return np.frombuffer(data, dtype=np.uint8).astype(np.int32) + 1
+
+    def decode(self, ids) -> str:
+        data = bytes(i - 1 for i in _ints(ids) if i > 0)
+        return data.decode("utf-8", errors="replace")
+
+    def count_chars(self, ids) -> int:
+        """Characters in a run of byte ids: every byte that is not a UTF-8 continuation byte."""
+        data = np.asarray(ids) - 1
+        return int(np.count_nonzero((data & 0xC0) != 0x80))
+
+
+class WordTokenizer(Tokenizer):
+    """Whitespace-separated words; each line break becomes ``<eol>``.
+
+    Text round-trips up to whitespace: words are re-joined with single spaces.
+    """
+
+    kind = "word"
+    specials = (PAD, UNK, EOL)
+
+    @classmethod
+    def build(cls, text: str, max_vocab: int | None = None) -> WordTokenizer:
+        """The ``max_vocab`` most frequent words of ``text`` (ties in alphabetical order)."""
+        counts = collections.Counter(text.split())
+        for special in cls.specials:
+            counts.pop(special, None)
+        words = sorted(counts, key=lambda w: (-counts[w], w))
+        if max_vocab is not None:
+            words = words[: max(0, max_vocab - len(cls.specials))]
+        return cls([*cls.specials, *words])
+
+    def split(self, text: str) -> list[str]:
+        """The token strings of ``text``, ``<eol>`` for each newline."""
+        tokens = []
+        lines = text.split("\n")
+        for number, line in enumerate(lines):
+            tokens.extend(line.split())
+            if number < len(lines) - 1:
+                tokens.append(EOL)
+        return tokens
+
+    def encode(self, text: str) -> np.ndarray:
+        unk = self.unk_id
+        return np.array([self.index.get(w, unk) for w in self.split(text)], dtype=np.int32)
+
+    def decode(self, ids) -> str:
+        out = []
+        for i in _ints(ids):
+            if i == self.pad_id:
+                continue
+            word = self.vocabulary[i]
+            if word == EOL:
+                out.append("\n")
+            else:
+                if out and out[-1] != "\n":
+                    out.append(" ")
+                out.append(word)
+        return "".join(out)
+
+
+def build_tokenizer(kind: str, text: str, normalization=None, max_vocab=None) -> Tokenizer:
+    """A new tokenizer of ``kind`` whose vocabulary comes from ``text`` (the training split)."""
+    if kind == "char":
+        return CharTokenizer.build(text, normalization)
+    if kind == "byte":
+        return ByteTokenizer.build(text)
+    if kind == "word":
+        return WordTokenizer.build(text, max_vocab)
+    raise CharlmError(f"unknown tokenizer {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+def tokenizer_from_config(config: dict) -> Tokenizer:
+    """The tokenizer that :meth:`Tokenizer.get_config` described."""
+    kind = config.get("kind")
+    if kind == "char":
+        return CharTokenizer(config["vocabulary"], config.get("normalization"))
+    if kind == "byte":
+        return ByteTokenizer(config["vocabulary"])
+    if kind == "word":
+        return WordTokenizer(config["vocabulary"])
+    raise CharlmError(f"unknown tokenizer kind {kind!r} in the model file")
+
+
+def _normalize(text: str, normalization) -> str:
+    return unicodedata.normalize(normalization, text) if normalization else text
+
+
+def _codepoints(text: str) -> np.ndarray:
+    # UTF-32 keeps lone surrogates representable through "surrogatepass".
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _ints(ids):
+    return [int(i) for i in np.asarray(ids).reshape(-1)]
