@@ -44,7 +44,28 @@ def split_settings(settings: dict) -> tuple[TokenizerConfig, ModelConfig, TrainC
     return tuple(cls(**values) for cls, values in groups.items())
 
 
-def train(corpus=None, out=None, *, progress: bool = True, log=None, **settings) -> dict:
+class Observer:
+    """Something that watches a run (TensorBoard, samples, agreement accuracy).
+
+    The run calls these hooks; the defaults do nothing. ``run`` gives access to
+    ``run.lm`` (the :class:`charlm.lm.LanguageModel` being trained), ``run.out_dir``,
+    ``run.config`` and ``run.log``.
+    """
+
+    def on_train_begin(self, run):
+        pass
+
+    def on_step_end(self, run, step: int, logs: dict):
+        """After every training step; ``logs``: loss, grad_norm, clipped (bool), lr, tokens_per_s."""
+
+    def on_epoch_end(self, run, epoch: int, row: dict) -> dict | None:
+        """After validation; may return extra columns for the history row (e.g. agreement accuracy)."""
+
+    def on_train_end(self, run, summary: dict):
+        pass
+
+
+def train(corpus=None, out=None, *, progress: bool = True, log=None, observers=(), **settings) -> dict:
     """Train a language model; the Python twin of ``charlm train``.
 
     Args:
@@ -52,6 +73,7 @@ def train(corpus=None, out=None, *, progress: bool = True, log=None, **settings)
         out: the run directory (default ``runs/<corpus name>-<date-time>``).
         progress: draw the progress bar on stderr.
         log: a function taking one line of text (default: print to stderr).
+        observers: :class:`Observer` instances called during the run.
         **settings: any of ``tokenizer``, ``normalize``, ``max_vocab``,
             ``encoding_errors``, ``cell``, ``layers``, ``hidden``, ``embedding``,
             ``dropout``, ``batch_size``, ``bptt``, ``epochs``, ``max_steps``,
@@ -76,12 +98,13 @@ def train(corpus=None, out=None, *, progress: bool = True, log=None, **settings)
 
     data = prepare(paths, tokenizer_config, train_config)
     check_writable_dir(out_dir)
-    run = _Run(data, tokenizer_config, model_config, train_config, out_dir, progress, log)
+    run = _Run(data, tokenizer_config, model_config, train_config, out_dir, progress, log, observers)
     return run.execute()
 
 
 class _Run:
-    def __init__(self, data, tokenizer_config, model_config, train_config, out_dir, progress, log):
+    def __init__(self, data, tokenizer_config, model_config, train_config, out_dir, progress, log, observers):
+        self.observers = list(observers)
         self.data = data
         self.tokenizer_config = tokenizer_config
         self.model_config = model_config
@@ -106,7 +129,8 @@ class _Run:
         data, config = self.data, self.config
         model = build_model(self.model_config, data.tokenizer.vocab_size)
         trainer = Trainer(model, config)
-        lm = LanguageModel(model, data.tokenizer, self.model_config)
+        lm = self.lm = LanguageModel(model, data.tokenizer, self.model_config)
+        self.trainer = trainer
         self._write_json("config.json", self._config_record())
         self.log(
             f"charlm: {self.model_config.layers}x{self.model_config.hidden} {self.model_config.cell}, "
@@ -123,6 +147,8 @@ class _Run:
         best_val = math.inf
         model_path = self.out_dir / "model.keras"
         started = time.perf_counter()
+        for observer in self.observers:
+            observer.on_train_begin(self)
         for epoch in range(1, config.epochs + 1):
             if step >= total_steps:
                 break
@@ -132,7 +158,7 @@ class _Run:
             states = tuple(zero_states(self.model_config, config.batch_size))
             loss_sum, epoch_start = 0.0, time.perf_counter()
             for k, (x, y) in enumerate(data.train.dataset().take(epoch_steps), start=1):
-                loss, _norm, states = trainer.train_step(x, y, states)
+                loss, norm, states = trainer.train_step(x, y, states)
                 loss = float(loss)
                 if not math.isfinite(loss):
                     bar.close()
@@ -142,6 +168,16 @@ class _Run:
                     )
                 loss_sum += loss
                 bar.update(k, loss, k * data.train.tokens_per_window)
+                if self.observers:
+                    norm = float(norm)
+                    logs = {
+                        "loss": loss, "grad_norm": norm,
+                        "clipped": config.clipnorm is not None and norm > config.clipnorm,
+                        "lr": float(trainer.optimizer.learning_rate),
+                        "tokens_per_s": k * data.train.tokens_per_window / (time.perf_counter() - epoch_start),
+                    }
+                    for observer in self.observers:
+                        observer.on_step_end(self, step + k, logs)
             bar.close()
             seconds = time.perf_counter() - epoch_start
             train_seconds += seconds
@@ -161,6 +197,8 @@ class _Run:
                 "tokens_per_s": epoch_steps * data.train.tokens_per_window / seconds,
                 "seconds": seconds, "saved": saved,
             }
+            for observer in self.observers:
+                row.update(observer.on_epoch_end(self, epoch, row) or {})
             self.history.append(row)
             self._write_history()
             self.log(
@@ -169,7 +207,7 @@ class _Run:
                 + ("  [best, saved]" if saved else "")
             )
         best = min(self.history, key=lambda r: r["val_loss"])
-        return {
+        summary = {
             "model_path": str(model_path),
             "run_dir": str(self.out_dir),
             "best_val_loss": best["val_loss"],
@@ -183,6 +221,9 @@ class _Run:
             "seconds": time.perf_counter() - started,
             "vocab_size": data.tokenizer.vocab_size,
         }
+        for observer in self.observers:
+            observer.on_train_end(self, summary)
+        return summary
 
     def _info(self, best_val, best_bpc, step) -> dict:
         return {
@@ -203,7 +244,8 @@ class _Run:
     def _write_history(self):
         self._write_json("history.json", self.history)
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+        extra = [k for k in self.history[-1] if k not in HISTORY_FIELDS]
+        writer = csv.DictWriter(buffer, fieldnames=[*HISTORY_FIELDS, *extra], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.history)
         _write_atomic(self.out_dir / "history.csv", buffer.getvalue())
