@@ -82,4 +82,4 @@ class StreamBatches:
             return tf.ensure_shape(x, shape), tf.ensure_shape(y, shape)
 
         windows = tf.data.Dataset.range(start, self.num_windows)
-        return windows.map(load, deterministic=True).prefetch(tf.data.AUTOTUNE)
+        return windows.map(load).prefetch(tf.data.AUTOTUNE)
