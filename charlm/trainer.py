@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 
-import tensorflow as tf
-
 from charlm.backend import import_keras
 from charlm.config import TrainConfig
 
 keras = import_keras()
+import tensorflow as tf  # noqa: E402  (after import_keras, which loads it quietly)
 
 _OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 

@@ -115,14 +115,15 @@ class _Run:
         self.history: list[dict] = []
 
     def execute(self) -> dict:
+        from charlm.backend import import_keras
+
+        keras = import_keras()
         import tensorflow as tf
 
-        from charlm.backend import import_keras
         from charlm.lm import LanguageModel
         from charlm.model import build_model, zero_states
         from charlm.trainer import Trainer, bits
 
-        keras = import_keras()
         keras.utils.set_random_seed(self.config.seed)
         tf.config.experimental.enable_op_determinism()
 
