@@ -46,9 +46,17 @@ _M, _T = ModelConfig(), TrainConfig()
               help="Fraction of the corpus, taken from its end as one block, held out for validation.")
 @click.option("--seed", type=int, default=_T.seed, show_default=True,
               help="Same seed, corpus and machine: same losses.")
+@click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
+              help="Write TensorBoard event files (losses, gradient norm, clipping, samples) to this directory.")
+@click.option("--sample-every", type=click.IntRange(min=1), default=None,
+              help="Print a sample every N steps (same seed each time, so samples compare).")
+@click.option("--sample-length", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Tokens per --sample-every sample.")
+@click.option("--sample-prompt", default="", help="Text the --sample-every samples continue.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout at the end.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
-def command(corpus, out, as_json, quiet, clipnorm, **settings):
+def command(corpus, out, as_json, quiet, clipnorm, tensorboard, sample_every, sample_length, sample_prompt,
+            **settings):
     """Train a language model on CORPUS (files or directories; default: the bundled corpus).
 
     The text is split into a training part and, at its end, a validation part;
@@ -62,7 +70,10 @@ def command(corpus, out, as_json, quiet, clipnorm, **settings):
 
     settings["clipnorm"] = clipnorm if clipnorm else None
     log = (lambda line: None) if quiet else None
-    summary = train(list(corpus) or None, out, progress=not quiet, log=log, **settings)
+    from charlm.monitor import monitoring_observers
+
+    observers = monitoring_observers(tensorboard, sample_every, sample_length, sample_prompt, settings["seed"])
+    summary = train(list(corpus) or None, out, progress=not quiet, log=log, observers=observers, **settings)
     if as_json:
         click.echo(json.dumps(summary))
     else:
