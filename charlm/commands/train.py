@@ -53,10 +53,12 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.option("--sample-length", type=click.IntRange(min=1), default=200, show_default=True,
               help="Tokens per --sample-every sample.")
 @click.option("--sample-prompt", default="", help="Text the --sample-every samples continue.")
+@click.option("--agreement", type=click.Path(), default=None,
+              help="Report agreement accuracy on this file (any `charlm agree` format) after every epoch.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout at the end.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
 def command(corpus, out, as_json, quiet, clipnorm, tensorboard, sample_every, sample_length, sample_prompt,
-            **settings):
+            agreement, **settings):
     """Train a language model on CORPUS (files or directories; default: the bundled corpus).
 
     The text is split into a training part and, at its end, a validation part;
@@ -73,6 +75,10 @@ def command(corpus, out, as_json, quiet, clipnorm, tensorboard, sample_every, sa
     from charlm.monitor import monitoring_observers
 
     observers = monitoring_observers(tensorboard, sample_every, sample_length, sample_prompt, settings["seed"])
+    if agreement:
+        from charlm.agreement.observer import AgreementObserver
+
+        observers = [*observers, AgreementObserver(agreement)]
     summary = train(list(corpus) or None, out, progress=not quiet, log=log, observers=observers, **settings)
     if as_json:
         click.echo(json.dumps(summary))

@@ -1,0 +1,374 @@
+"""Reading agreement test sets: TSV suites, BLiMP JSONL, and the Linzen/Gulordava layout.
+
+Every reader turns a file into :class:`Item` s plus :class:`Skip` records for
+what it could not use; nothing is dropped without a record. An item is either
+
+- a *prefix item*: ``prefix`` then the ``correct`` or the ``wrong`` form, then
+  ``after`` (the rest of the sentence, starting with its separator, e.g.
+  ``" on the table ."``); or
+- a *sentence pair*: ``correct`` and ``wrong`` are whole sentences (``prefix`` is None).
+
+Formats (``--format auto`` picks by extension, then by the first line):
+
+``tsv``
+    Tab-separated, header first, no quoting. Either ``prefix``, ``correct``,
+    ``wrong`` (optional ``suffix``, joined to the form with one space) or
+    ``sentence_good``, ``sentence_bad``; optional ``condition``, ``n_attractors``
+    (an integer) and ``subj_number`` (``sg``/``pl``, also ``sing``/``plur``).
+``blimp``
+    JSON lines with ``sentence_good``, ``sentence_bad`` and, where the pair
+    differs in one word after a shared prefix, ``one_prefix_prefix``,
+    ``one_prefix_word_good``, ``one_prefix_word_bad``; the paradigm (``UID``) is
+    the condition.
+``gulordava``
+    ``STEM.text`` (one tokenized sentence a line, ending in ``<eos>``),
+    ``STEM.eval`` (the 0-based index of the target word) and ``STEM.gold``
+    (tab-separated; field 6 the correct form's features, ``Number=Sing|Plur``,
+    fields 7 and 8 the correct and wrong forms). An optional ``STEM.tab`` adds the
+    condition (``original``/``nonce``) and the number of attractors. The
+    prefix is cut at the target index: in nonce sentences the word there is
+    neither form.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+FORMATS = ("auto", "tsv", "blimp", "gulordava")
+METHODS = ("sentence", "prefix")
+GULORDAVA_SUFFIXES = (".text", ".gold", ".eval", ".tab")
+_NUMBERS = {"sg": "sg", "sing": "sg", "singular": "sg", "pl": "pl", "plur": "pl", "plural": "pl"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One minimal pair, with where it came from and what it tests."""
+
+    source: str  # the file (or Gulordava stem) it was read from
+    line: int  # its line in that file, 1-based
+    correct: str  # the correct form, or the good sentence of a pair
+    wrong: str  # the wrong form, or the bad sentence
+    prefix: str | None = None  # None: a sentence pair
+    after: str = ""  # prefix items: the text after the form, with its leading separator
+    condition: str | None = None
+    n_attractors: int | None = None
+    subj_number: str | None = None  # "sg" or "pl": the number the correct form agrees with
+    # BLiMP's one-prefix reading of a pair, where the file gives one: (prefix, good, bad, after)
+    one_prefix: tuple | None = None
+
+    @property
+    def is_pair(self) -> bool:
+        return self.prefix is None
+
+
+@dataclass(frozen=True)
+class Skip:
+    """``count`` items of ``source`` that could not be scored, and why."""
+
+    source: str
+    reason: str
+    count: int = 1
+    line: int | None = None
+
+
+@dataclass
+class Loaded:
+    """What :func:`load` read: the items, the skips, and the files behind them."""
+
+    items: list
+    skips: list
+    files: list
+
+
+def load(paths, fmt: str = "auto", method: str = "sentence") -> Loaded:
+    """Read every agreement file named by ``paths`` (files, Gulordava stems or
+    directories). ``method`` ``prefix`` turns sentence pairs that carry a
+    one-prefix reading into prefix items. Unreadable files and malformed rows
+    become :class:`Skip` records; items that no model could score (an empty
+    form, the same form twice) too."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}")
+    items, skips, files = [], [], []
+    for path, kind in _expand(paths, fmt, skips):
+        files.append(str(path))
+        reader = {"tsv": read_tsv, "blimp": read_blimp, "gulordava": read_gulordava}[kind]
+        try:
+            found, skipped = reader(path)
+        except (OSError, UnicodeDecodeError) as error:
+            skips.append(Skip(str(path), f"cannot read the file ({_short(error)})", 0))
+            continue
+        skips.extend(skipped)
+        for item in found:
+            if method == "prefix" and item.one_prefix:
+                prefix, good, bad, after = item.one_prefix
+                item = replace(item, prefix=prefix, correct=good, wrong=bad, after=after)
+            reason = unscorable(item)
+            if reason:
+                skips.append(Skip(item.source, reason, 1, item.line))
+            else:
+                items.append(item)
+    return Loaded(items, skips, files)
+
+
+def unscorable(item: Item) -> str | None:
+    """Why no model could score ``item`` (None if it can be scored)."""
+    if not item.correct.strip() or not item.wrong.strip():
+        return "empty form"
+    if item.correct == item.wrong:
+        return "correct and wrong forms are the same"
+    return None
+
+
+def detect(path: Path) -> str | None:
+    """The format of one file by its extension, else by its first line; None if unknown."""
+    suffix = path.suffix.lower()
+    if suffix in GULORDAVA_SUFFIXES:
+        return "gulordava"
+    if suffix in (".jsonl", ".json"):
+        return "blimp"
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = next((line for line in f if line.strip()), "")
+    except OSError:
+        return None
+    if first.lstrip().startswith("{"):
+        return "blimp"
+    header = set(first.rstrip("\r\n").split("\t"))
+    if {"prefix", "correct", "wrong"} <= header or {"sentence_good", "sentence_bad"} <= header:
+        return "tsv"
+    return None
+
+
+def _expand(paths, fmt, skips):
+    """(path, format) for every data set named; directories give their .tsv, .jsonl
+    and Gulordava files, sorted; a Gulordava set appears once, as its stem."""
+    seen = set()
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            candidates = [p for p in found if p.suffix.lower() in (".tsv", ".jsonl", *GULORDAVA_SUFFIXES)]
+            if not candidates:
+                skips.append(Skip(str(path), "the directory holds no .tsv, .jsonl or .gold/.text/.eval files", 0))
+        elif path.exists():
+            candidates = [path]
+        elif any(path.with_name(path.name + s).exists() for s in GULORDAVA_SUFFIXES):
+            candidates = [path]  # a Gulordava stem
+        else:
+            skips.append(Skip(str(path), "no such file", 0))
+            continue
+        for candidate in candidates:
+            kind = fmt if fmt != "auto" else ("gulordava" if not candidate.exists() else detect(candidate))
+            if kind is None:
+                skips.append(Skip(str(candidate), "unknown format (use --format tsv, blimp or gulordava)", 0))
+                continue
+            if kind == "gulordava":
+                candidate = _stem(candidate)
+            if candidate not in seen:
+                seen.add(candidate)
+                yield candidate, kind
+
+
+def _stem(path: Path) -> Path:
+    return path.with_suffix("") if path.suffix.lower() in GULORDAVA_SUFFIXES else path
+
+
+def read_tsv(path) -> tuple[list, list]:
+    """Items and skips of a TSV suite (see the module docstring)."""
+    path = Path(path)
+    source = str(path)
+    with open(path, encoding="utf-8", newline="") as f:
+        lines = f.read().split("\n")
+    numbered = [(k, line.rstrip("\r")) for k, line in enumerate(lines, start=1) if line.strip()]
+    if not numbered:
+        return [], [Skip(source, "the file is empty", 0)]
+    header_no, header_line = numbered[0]
+    header = header_line.split("\t")
+    columns = {name: i for i, name in enumerate(header)}
+    if {"prefix", "correct", "wrong"} <= columns.keys():
+        pair = False
+    elif {"sentence_good", "sentence_bad"} <= columns.keys():
+        pair = True
+    else:
+        return [], [Skip(source, "the header has neither prefix/correct/wrong nor sentence_good/sentence_bad "
+                                 f"columns (line {header_no})", len(numbered) - 1)]
+    items, skips = [], []
+    for number, line in numbered[1:]:
+        fields = line.split("\t")
+        if len(fields) != len(header):
+            skips.append(Skip(source, f"malformed row: {len(fields)} columns where the header has {len(header)}",
+                              1, number))
+            continue
+        row = dict(zip(header, fields))
+        extra, problem = _annotations(row)
+        if problem:
+            skips.append(Skip(source, problem, 1, number))
+            continue
+        if pair:
+            items.append(Item(source, number, row["sentence_good"], row["sentence_bad"], **extra))
+        else:
+            suffix = row.get("suffix", "")
+            after = " " + suffix if suffix else ""
+            items.append(Item(source, number, row["correct"], row["wrong"], row["prefix"], after, **extra))
+    return items, skips
+
+
+def _annotations(row: dict) -> tuple[dict, str | None]:
+    """condition, n_attractors, subj_number of a row, or a reason it is malformed."""
+    extra = {"condition": row.get("condition") or None}
+    attractors = row.get("n_attractors", "").strip()
+    if attractors:
+        try:
+            extra["n_attractors"] = int(attractors)
+        except ValueError:
+            return extra, f"n_attractors is not an integer: {attractors[:20]!r}"
+        if extra["n_attractors"] < 0:
+            return extra, "n_attractors is negative"
+    number = row.get("subj_number", "").strip()
+    if number:
+        if number.lower() not in _NUMBERS:
+            return extra, f"subj_number must be sg or pl, got {number[:20]!r}"
+        extra["subj_number"] = _NUMBERS[number.lower()]
+    return extra, None
+
+
+def read_blimp(path) -> tuple[list, list]:
+    """Items and skips of a BLiMP JSON-lines file (see the module docstring)."""
+    path = Path(path)
+    source = str(path)
+    items, skips = [], []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            skips.append(Skip(source, "not a JSON object", 1, number))
+            continue
+        if not isinstance(record, dict):
+            skips.append(Skip(source, "not a JSON object", 1, number))
+            continue
+        good, bad = record.get("sentence_good"), record.get("sentence_bad")
+        if not isinstance(good, str) or not isinstance(bad, str):
+            skips.append(Skip(source, "no sentence_good/sentence_bad strings", 1, number))
+            continue
+        condition = record.get("UID") if isinstance(record.get("UID"), str) else None
+        items.append(Item(source, number, good, bad, condition=condition or path.stem,
+                          one_prefix=_one_prefix(record, good)))
+    return items, skips
+
+
+def _one_prefix(record: dict, good: str) -> tuple | None:
+    """(prefix, good word, bad word, after) from BLiMP's one_prefix_* fields, where present."""
+    prefix = record.get("one_prefix_prefix")
+    word_good, word_bad = record.get("one_prefix_word_good"), record.get("one_prefix_word_bad")
+    if not all(isinstance(v, str) for v in (prefix, word_good, word_bad)):
+        return None
+    head = f"{prefix} {word_good}" if prefix else word_good
+    after = good[len(head):] if good.startswith(head) else ""
+    return prefix, word_good, word_bad, after
+
+
+def read_gulordava(stem) -> tuple[list, list]:
+    """Items and skips of a Linzen/Gulordava data set given by its stem."""
+    stem = _stem(Path(stem))
+    source = str(stem)
+    paths = {s: stem.with_name(stem.name + s) for s in GULORDAVA_SUFFIXES}
+    present = {s for s, p in paths.items() if p.exists()}
+    missing = [s for s in (".text", ".gold", ".eval") if s not in present]
+    if missing:
+        known = next((s for s in (".gold", ".eval", ".text") if s in present), None)
+        count = _count_lines(paths[known]) if known else 0
+        names = " and ".join(stem.name + s for s in missing)
+        return [], [Skip(source, f"{names} missing (the Gulordava layout needs .text, .gold and .eval)", count)]
+    text = _lines(paths[".text"])
+    gold = _lines(paths[".gold"])
+    evals = _lines(paths[".eval"])
+    if not len(text) == len(gold) == len(evals):
+        return [], [Skip(source, f"line counts differ: .text {len(text)}, .gold {len(gold)}, .eval {len(evals)}",
+                         max(len(text), len(gold), len(evals)))]
+    tab = _read_tab(paths[".tab"], gold) if ".tab" in present else None
+    items, skips = [], []
+    for k, (sentence, fields, index) in enumerate(zip(text, gold, evals)):
+        number = k + 1
+        fields = fields.split("\t")
+        words = sentence.split()
+        if words and words[-1] == "<eos>":
+            words = words[:-1]
+        try:
+            target = int(index.strip())
+        except ValueError:
+            skips.append(Skip(source, "the .eval line is not an integer", 1, number))
+            continue
+        if len(fields) < 8:
+            skips.append(Skip(source, f"the .gold line has {len(fields)} fields, 8 or more expected", 1, number))
+            continue
+        if not 0 <= target < len(words):
+            skips.append(Skip(source, "the .eval index is outside the sentence", 1, number))
+            continue
+        rest = " ".join(words[target + 1:])
+        condition, attractors = tab[k] if tab else (None, None)
+        items.append(Item(
+            source, number, fields[6], fields[7], " ".join(words[:target]), " " + rest if rest else "",
+            condition=condition, n_attractors=attractors, subj_number=_gold_number(fields[5]),
+        ))
+    return items, skips
+
+
+def _gold_number(features: str) -> str | None:
+    for feature in features.split("|"):
+        if feature == "Number=Sing":
+            return "sg"
+        if feature == "Number=Plur":
+            return "pl"
+    return None
+
+
+def _read_tab(path: Path, gold: list) -> list | None:
+    """(condition, n_attractors) per item from the long-form .tab (two rows an item,
+    the ``correct`` row first), or None where it does not line up with the .gold."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = [r for r in csv.DictReader(f, delimiter="\t") if r.get("class") == "correct"]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    if len(rows) != len(gold):
+        return None
+    out = []
+    for row, fields in zip(rows, gold):
+        fields = fields.split("\t")
+        if len(fields) < 7 or row.get("form") != fields[6]:
+            return None
+        kind = row.get("type")
+        condition = {"generated": "nonce"}.get(kind, kind) or None
+        try:
+            attractors = int(row.get("n_attr") or "")
+        except ValueError:
+            attractors = None
+        out.append((condition, attractors))
+    return out
+
+
+def _lines(path: Path) -> list:
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        return len(_lines(path))
+    except (OSError, UnicodeDecodeError):
+        return 0
+
+
+def _short(error) -> str:
+    return getattr(error, "strerror", None) or str(error).splitlines()[0][:120]

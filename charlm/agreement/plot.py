@@ -1,0 +1,80 @@
+"""A bar chart of agreement accuracy by condition (or attractor count), with 95%
+intervals and the content-blind baselines beside each bar."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from charlm.errors import CharlmError
+
+GROUPINGS = {"condition": "by_condition", "attractors": "by_attractors", "file": "by_file"}
+_MARKERS = {"always_singular": ("v", "always singular"), "always_plural": ("^", "always plural"),
+            "shorter_form": ("D", "shorter form")}
+
+
+def choose_grouping(summary: dict, by: str = "auto") -> str:
+    """``by`` itself, or for ``auto`` the first of condition, attractors, file with
+    more than one group (condition if none has)."""
+    if by != "auto":
+        return by
+    for name in ("condition", "attractors", "file"):
+        if len(summary[GROUPINGS[name]]) > 1:
+            return name
+    return "condition" if summary["by_condition"] else "file"
+
+
+def plot_summary(summary: dict, path, by: str = "auto", title: str | None = None) -> Path:
+    """Draw ``summary`` (from :func:`charlm.agreement.stats.summarize`) to the PNG
+    ``path``, written atomically; returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise CharlmError(f"--plot writes a PNG; give a file name ending in .png, not {path.name}")
+    if not path.parent.is_dir():
+        raise CharlmError(f"--plot: directory {path.parent} does not exist")
+    by = choose_grouping(summary, by)
+    groups = dict(summary[GROUPINGS[by]])
+    groups["all"] = summary
+    names = list(groups)
+    labels = [Path(n).stem if by == "file" and n != "all" else n for n in names]
+    acc = [groups[n]["accuracy"] for n in names]
+    low = [a - groups[n]["ci95"][0] for a, n in zip(acc, names)]
+    high = [groups[n]["ci95"][1] - a for a, n in zip(acc, names)]
+    width = max(6.0, 0.7 * len(names) + 2)
+    figure, axes = plt.subplots(figsize=(width, 4.5))
+    positions = range(len(names))
+    axes.bar(positions, acc, color="#4c72b0", yerr=[low, high], capsize=3, label="model (95% interval)")
+    for key, (marker, label) in _MARKERS.items():
+        xs = [x for x, n in zip(positions, names) if groups[n]["baselines"][key] is not None]
+        ys = [groups[n]["baselines"][key] for n in names if groups[n]["baselines"][key] is not None]
+        if xs:
+            axes.scatter(xs, ys, marker=marker, color="#dd8452" if "always" in key else "#55a868",
+                         zorder=3, label=label, edgecolors="black", linewidths=0.5)
+    axes.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel("accuracy")
+    axes.set_xticks(list(positions), [f"{label}\n(n={groups[n]['n']})" for label, n in zip(labels, names)],
+                    rotation=30 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center", fontsize=8)
+    axes.set_title(title or f"agreement accuracy by {by}")
+    axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    figure.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a plot is an ordinary file
+    try:
+        figure.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(figure)
+    return path

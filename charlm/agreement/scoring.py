@@ -1,0 +1,135 @@
+"""Scoring agreement items with a language model, many items per forward pass.
+
+Every item is read from a fresh (zero) state primed with the same fixed context,
+a line break (``<eol>`` for a word model): charlm's corpora hold one sentence a
+line, so this puts the item's first word in the sentence-initial context the
+model knows, and gives every item the same start, so no item's score depends on
+what was scored before it.
+
+- A prefix item compares log p(" " + form + boundary | context + prefix) for
+  the two forms, where the boundary is the character that follows the form in
+  the sentence (the first character of ``after``, a line break at the end of the
+  sentence): without it "is" would also collect the probability of "island". A
+  word model scores the form's word(s) alone: a word token is already whole.
+- A sentence pair compares log p(sentence + line break | context) of the two.
+
+The form with the higher log-probability wins; a tie counts as wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from charlm.agreement.formats import Item, Skip
+from charlm.evaluation import START_CONTEXT, TokenScorer, start_ids
+
+MAX_ROWS = 256  # sequences per forward pass, at most
+
+
+@dataclass(frozen=True)
+class Scored:
+    """An item and the log-probabilities (nats) of its correct and wrong versions."""
+
+    item: Item
+    logp_correct: float
+    logp_wrong: float
+
+    @property
+    def ok(self) -> bool:
+        return self.logp_correct > self.logp_wrong
+
+
+class ItemScorer:
+    """Scores items with one :class:`charlm.lm.LanguageModel`; reuse it across calls
+    (for instance once per epoch) to keep its compiled forward pass."""
+
+    def __init__(self, lm, context: str = START_CONTEXT):
+        self.lm = lm
+        self.tokenizer = lm.tokenizer
+        self.context = start_ids(lm.tokenizer, context)
+        self.end = start_ids(lm.tokenizer, "\n")
+        self.scorer = TokenScorer(lm)
+
+    def score(self, items) -> tuple[list, list]:
+        """``(scored, skips)``: a :class:`Scored` for each item the tokenizer can
+        represent, a :class:`charlm.agreement.formats.Skip` for each other."""
+        sequences, kept, skips = [], [], []
+        for item in items:
+            pair, reason = self.encode(item)
+            if reason:
+                skips.append(Skip(item.source, reason, 1, item.line))
+                continue
+            kept.append(item)
+            sequences.extend(pair)
+        logps = self.sequence_logprobs(sequences)
+        scored = [Scored(item, logps[2 * k], logps[2 * k + 1]) for k, item in enumerate(kept)]
+        return scored, skips
+
+    def encode(self, item: Item) -> tuple[list, str | None]:
+        """The item's two token sequences as (ids, first scored index) pairs, or a
+        reason it cannot be scored by this tokenizer."""
+        encode, word = self.tokenizer.encode, self.tokenizer.kind == "word"
+        if item.is_pair:
+            good = np.concatenate([self.context, encode(item.correct), self.end])
+            bad = np.concatenate([self.context, encode(item.wrong), self.end])
+            first = max(1, len(self.context))
+            versions = [(good, first), (bad, first)]
+            changed_good, changed_bad = _differing(good, bad)
+        else:
+            head = encode(item.prefix if word or not item.prefix else item.prefix + " ")
+            base = np.concatenate([self.context, head])
+            boundary = self._boundary(item)
+            first = max(1, len(base))
+            continuations = [encode(form if word else form + boundary) for form in (item.correct, item.wrong)]
+            versions = [(np.concatenate([base, c]), first) for c in continuations]
+            changed_good, changed_bad = continuations
+        if np.array_equal(versions[0][0], versions[1][0]):
+            return [], "the two forms are the same after tokenization"
+        unk = self.tokenizer.unk_id
+        if unk is not None and (np.any(changed_good == unk) or np.any(changed_bad == unk)):
+            what = "word" if word else "character"
+            return [], f"a form has a {what} outside the model's vocabulary"
+        return [(ids.astype(np.int32), start) for ids, start in versions], None
+
+    def _boundary(self, item: Item) -> str:
+        """The character after the form: the first of ``after``, or the line break
+        that ends a sentence (nothing where the vocabulary lacks it)."""
+        if item.after:
+            boundary = item.after[0]
+            ids = self.tokenizer.encode(boundary)
+            if self.tokenizer.unk_id is None or not np.any(ids == self.tokenizer.unk_id):
+                return boundary
+            return ""
+        return "\n" if len(self.end) else ""
+
+    def sequence_logprobs(self, sequences) -> list:
+        """The summed log-probability of tokens ``ids[start:]`` given ``ids[:start]``
+        for each (ids, start), from a zero state. Sequences are sorted by length and
+        right-padded into batches; padding comes after every scored token, so the
+        recurrence never reads it before a token that counts."""
+        out = [0.0] * len(sequences)
+        order = sorted(range(len(sequences)), key=lambda k: len(sequences[k][0]))
+        pad = self.tokenizer.pad_id
+        k = 0
+        while k < len(order):
+            # Sorted by length, so a batch's last sequence is its longest.
+            batch = order[k : k + MAX_ROWS]
+            batch = batch[: self.scorer.rows_for(len(sequences[batch[-1]][0]))]
+            length = len(sequences[batch[-1]][0])
+            k += len(batch)
+            if length < 2:
+                continue  # nothing to predict: every sum stays 0
+            ids = np.full((len(batch), length), pad, np.int32)
+            mask = np.zeros((len(batch), length - 1), bool)
+            for row, index in enumerate(batch):
+                seq, start = sequences[index]
+                ids[row, : len(seq)] = seq
+                # logp[:, t] is the log-probability of ids[:, t + 1].
+                mask[row, start - 1 : len(seq) - 1] = True
+            logp, _ = self.scorer(ids[:, :-1], ids[:, 1:])
+            sums = np.where(mask, logp.astype(np.float64), 0.0).sum(axis=1)
+            for row, index in enumerate(batch):
+                out[index] = float(sums[row])
+        return out

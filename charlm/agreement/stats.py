@@ -1,0 +1,99 @@
+"""Accuracy with Wilson intervals, broken down by group, beside content-blind baselines.
+
+Baselines answer "how far does knowing nothing about the sentence get?", on the
+same scored items as the model:
+
+- ``always_singular`` / ``always_plural``: pick the singular (plural) form; the
+  item's number is ``subj_number`` (the number the correct form agrees with).
+  Computed on the items whose number is known, None where none is.
+- ``shorter_form``: pick the shorter string (a model biased towards short
+  continuations); a tie counts as half an item, the expected score of a coin flip.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal
+BASELINES = ("always_singular", "always_plural", "shorter_form")
+
+
+def wilson(k: float, n: int, z: float = Z95) -> list:
+    """The Wilson score interval [low, high] for ``k`` successes in ``n`` trials
+    (95% for the default ``z``); [0, 1] for n = 0."""
+    if n <= 0:
+        return [0.0, 1.0]
+    p = k / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def baseline_scores(item) -> dict:
+    """Each baseline's score on one item: 1, 0, 0.5 (a shorter-form tie) or None (unknown)."""
+    number = item.subj_number
+    shorter = (len(item.correct) < len(item.wrong)) + 0.5 * (len(item.correct) == len(item.wrong))
+    return {
+        "always_singular": None if number is None else float(number == "sg"),
+        "always_plural": None if number is None else float(number == "pl"),
+        "shorter_form": float(shorter),
+    }
+
+
+def group_summary(results) -> dict:
+    """``accuracy``, ``n``, ``correct``, ``ci95`` and ``baselines`` of (item, correct) pairs."""
+    n = len(results)
+    k = sum(1 for _, ok in results if ok)
+    baselines, counted = {}, {}
+    for name in BASELINES:
+        scores = [s for s in (baseline_scores(item)[name] for item, _ in results) if s is not None]
+        baselines[name] = sum(scores) / len(scores) if scores else None
+        counted[name] = len(scores)
+    return {
+        "accuracy": k / n if n else None,
+        "n": n,
+        "correct": k,
+        "ci95": wilson(k, n),
+        "baselines": baselines,
+        "baselines_n": counted,
+    }
+
+
+def summarize(results, skips=()) -> dict:
+    """Overall figures and breakdowns by file, condition, attractors and subject number.
+
+    ``results``: (item, correct) pairs of scored items; ``skips``: the
+    :class:`charlm.agreement.formats.Skip` records of everything not scored.
+    """
+    overall = group_summary(results)
+    reasons = defaultdict(int)
+    for skip in skips:
+        if skip.count:
+            reasons[skip.reason] += skip.count
+    return {
+        **{k: overall[k] for k in ("accuracy", "n", "correct", "ci95")},
+        "skipped": sum(s.count for s in skips),
+        "skipped_reasons": dict(reasons),
+        # Whole files that gave no items at all (unknown format, missing companion file, ...).
+        "skipped_files": [{"file": s.source, "reason": s.reason} for s in skips if not s.count],
+        "baselines": overall["baselines"],
+        "baselines_n": overall["baselines_n"],
+        "by_file": _breakdown(results, lambda item: item.source),
+        "by_condition": _breakdown(results, lambda item: item.condition),
+        "by_attractors": _breakdown(results, lambda item: item.n_attractors),
+        "by_subj_number": _breakdown(results, lambda item: item.subj_number),
+    }
+
+
+def _breakdown(results, key) -> dict:
+    """Group summaries keyed by ``key(item)`` as a string, in first-seen order
+    (numbers in numeric order); items without a value are left out."""
+    groups = defaultdict(list)
+    for item, ok in results:
+        value = key(item)
+        if value is not None:
+            groups[value].append((item, ok))
+    order = sorted(groups) if all(isinstance(v, int) for v in groups) else list(groups)
+    return {str(value): group_summary(groups[value]) for value in order}
