@@ -1,10 +1,11 @@
-"""The compiled training and evaluation steps of truncated BPTT.
+"""The compiled training and evaluation steps of truncated BPTT, on one device or many.
 
 This is a small custom loop rather than ``Model.fit``: the recurrent states are
-explicit tensors that the caller carries from one window to the next, gradients
-are clipped here (after any cross-replica reduction, not per replica as Keras'
-optimizer ``clipnorm`` would), and each step returns the loss and the gradient
-norm before clipping.
+explicit tensors that the caller carries from one window to the next (one block
+of streams per replica), gradients are clipped here after the cross-replica
+sum (see :mod:`charlm.distribute`), and each step returns the loss and the
+gradient norm before clipping. ``Model.fit`` can do none of these under
+MultiWorkerMirroredStrategy in Keras 3.15.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ keras = import_keras()
 import tensorflow as tf  # noqa: E402  (after import_keras, which loads it quietly)
 
 _OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+SUM = tf.distribute.ReduceOp.SUM
 
 
 def make_optimizer(config: TrainConfig):
@@ -25,18 +27,33 @@ def make_optimizer(config: TrainConfig):
     return _OPTIMIZERS[config.optimizer](learning_rate=config.lr)
 
 
-def clip_gradients(grads, clipnorm, mode: str):
-    """Clip by norm. ``global``: scale all gradients together so that their joint
-    L2 norm is at most ``clipnorm`` (PyTorch's ``clip_grad_norm_``; Keras'
-    ``global_clipnorm``). ``per-tensor``: clip each variable's gradient on its own
-    (Keras' ``clipnorm``). Returns (clipped gradients, global norm before clipping)."""
+def clip_factors(grads, clipnorm, mode: str):
+    """Per-gradient scale factors that clip by norm, and the global norm before clipping.
+
+    ``global``: one factor for all gradients, so that their joint L2 norm is at
+    most ``clipnorm`` (PyTorch's ``clip_grad_norm_``; Keras' ``global_clipnorm``).
+    ``per-tensor``: each variable's gradient clipped to ``clipnorm`` on its own
+    (Keras' ``clipnorm``).
+    """
     norm = tf.linalg.global_norm(grads)
     if clipnorm is None:
-        return grads, norm
+        return [1.0] * len(grads), norm
     if mode == "global":
-        clipped, _ = tf.clip_by_global_norm(grads, clipnorm, use_norm=norm)
-        return clipped, norm
-    return [tf.clip_by_norm(g, clipnorm) for g in grads], norm
+        factor = clipnorm / tf.maximum(norm, clipnorm)
+        return [factor] * len(grads), norm
+    return [clipnorm / tf.maximum(tf.linalg.global_norm([g]), clipnorm) for g in grads], norm
+
+
+def clip_gradients(grads, clipnorm, mode: str):
+    """Clipped gradients and the global norm before clipping (see :func:`clip_factors`)."""
+    factors, norm = clip_factors(grads, clipnorm, mode)
+    return [_scale(g, f) for g, f in zip(grads, factors)], norm
+
+
+def _scale(grad, factor):
+    if isinstance(grad, tf.IndexedSlices):  # the embedding's gradient
+        return tf.IndexedSlices(grad.values * factor, grad.indices, grad.dense_shape)
+    return grad * factor
 
 
 def token_loss(targets, logits):
@@ -45,43 +62,121 @@ def token_loss(targets, logits):
 
 
 class Trainer:
-    """Owns the optimizer and the compiled steps for one model.
+    """Owns the optimizer and the compiled steps for one model under one strategy.
 
-    ``train_step(x, y, states) -> (loss, grad_norm, new_states)``: one window,
-    x and y (B, T) int32, states a tuple of (B, H) tensors; the returned states
-    are the input of the next window (gradients never flow between windows).
+    ``train_step(x, y, states) -> (loss, grad_norm, new_states)``: one window;
+    x and y are (B, T) int32 (per-replica values under a strategy: see
+    :meth:`windows`), states a tuple of (B, H) tensors; the returned states are
+    the input of the next window (gradients never flow between windows). The
+    loss is the mean over the window's tokens, the norm the global gradient
+    norm before clipping.
 
     ``eval_step(x, y, states) -> (loss_sum, new_states)``: summed loss in nats.
+
+    The model must have been built under ``strategy.scope()``.
     """
 
-    def __init__(self, model, config: TrainConfig):
+    def __init__(self, model, config: TrainConfig, model_config=None, strategy=None,
+                 fast: bool | None = None, jit_compile: bool = False):
+        from charlm.forward import make_forward
+
         self.model = model
         self.config = config
-        self.optimizer = make_optimizer(config)
-        self.optimizer.build(model.trainable_variables)
+        self.model_config = model_config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.replicas = self.strategy.num_replicas_in_sync
+        if fast is None:  # the hand-written kernels beat Keras on CPU; cuDNN wins on GPU
+            fast = model_config is not None and not tf.config.list_logical_devices("GPU")
+        self.forward = make_forward(model, model_config, fast)
+        with self.strategy.scope():
+            self.optimizer = make_optimizer(config)
+            self.optimizer.build(model.trainable_variables)
+        replica_train = tf.function(self._replica_train, jit_compile=jit_compile) if jit_compile else self._replica_train
+        self._replica_train_fn = replica_train
         self.train_step = tf.function(self._train_step)
         self.eval_step = tf.function(self._eval_step)
 
-    def _train_step(self, x, y, states):
+    # -- steps ---------------------------------------------------------------
+
+    def _replica_train(self, x, y, states):
         variables = self.model.trainable_variables
+        # Every replica holds b = B/R streams; the loss is the mean over all B*T tokens.
+        global_tokens = tf.cast(tf.size(y) * self.replicas, tf.float32)
         with tf.GradientTape() as tape:
-            logits, *new_states = self.model([x, *states], training=True)
-            loss = tf.reduce_mean(token_loss(y, logits))
+            logits, new_states = self.forward(x, states, True)
+            loss = tf.reduce_sum(token_loss(y, logits)) / global_tokens
         grads = tape.gradient(loss, variables)
-        grads, norm = clip_gradients(grads, self.config.clipnorm, self.config.clip_mode)
-        self.optimizer.apply(grads, variables)
+        # Clip the global gradient: sum the replicas' shares first. The optimizer
+        # sums the shares again when it applies them, so each replica passes its
+        # own share scaled by the common factors, which sum to the clipped gradient.
+        total = tf.distribute.get_replica_context().all_reduce(SUM, grads) if self.replicas > 1 else grads
+        factors, norm = clip_factors(total, self.config.clipnorm, self.config.clip_mode)
+        self.optimizer.apply([_scale(g, f) for g, f in zip(grads, factors)], variables)
         return loss, norm, tuple(tf.stop_gradient(s) for s in new_states)
 
-    def _eval_step(self, x, y, states):
-        logits, *new_states = self.model([x, *states], training=False)
+    def _train_step(self, x, y, states):
+        loss, norm, states = self.strategy.run(self._replica_train_fn, args=(x, y, states))
+        loss = self.strategy.reduce(SUM, loss, axis=None)
+        norm = self.strategy.experimental_local_results(norm)[0]  # the same on every replica
+        return loss, norm, states
+
+    def _replica_eval(self, x, y, states):
+        logits, new_states = self.forward(x, states, False)
         return tf.reduce_sum(token_loss(y, logits)), tuple(new_states)
 
-    def evaluate(self, batches, zero_states) -> float:
+    def _eval_step(self, x, y, states):
+        loss_sum, states = self.strategy.run(self._replica_eval, args=(x, y, states))
+        return self.strategy.reduce(SUM, loss_sum, axis=None), states
+
+    # -- data and states -----------------------------------------------------
+
+    def windows(self, batches, start: int = 0):
+        """The windows of ``batches`` from ``start`` on, as ``train_step`` takes them."""
+        if self.replicas == 1:
+            return batches.dataset(start)
+        from charlm.distribute import replica_windows
+
+        return replica_windows(self.strategy, batches, start)
+
+    def zero_states(self, batch_size: int):
+        """Fresh states for ``batch_size`` streams in all, split across replicas."""
+        from charlm.model import zero_states
+
+        rows = batch_size // self.replicas
+        if self.replicas == 1:
+            return tuple(zero_states(self.model_config, rows))
+        return self.strategy.experimental_distribute_values_from_function(
+            lambda context: tuple(zero_states(self.model_config, rows))
+        )
+
+    def states_to_numpy(self, states):
+        """The states of all local streams as numpy arrays, (B_local, H) each, in stream order."""
+        import numpy as np
+
+        if self.replicas == 1:
+            return [np.asarray(s) for s in states]
+        parts = [self.strategy.experimental_local_results(s) for s in states]
+        return [np.concatenate([np.asarray(p) for p in part]) for part in parts]
+
+    def states_from_numpy(self, arrays):
+        """The inverse of :meth:`states_to_numpy`."""
+        if self.replicas == 1:
+            return tuple(tf.constant(a) for a in arrays)
+        local = self.strategy.extended.worker_devices
+        rows = arrays[0].shape[0] // len(local)
+
+        def block(context):
+            r = context.replica_id_in_sync_group % len(local)
+            return tuple(tf.constant(a[r * rows : (r + 1) * rows]) for a in arrays)
+
+        return self.strategy.experimental_distribute_values_from_function(block)
+
+    def evaluate(self, batches) -> float:
         """Mean loss in nats per token over every window of ``batches``, in order,
-        starting from ``zero_states`` and carrying the state across windows."""
-        states = tuple(zero_states)
+        starting from zero states and carrying the state across windows."""
+        states = self.zero_states(batches.batch_size)
         total = 0.0
-        for x, y in batches:
+        for x, y in self.windows(batches):
             loss_sum, states = self.eval_step(x, y, states)
             total += float(loss_sum)
         return total / (len(batches) * batches.tokens_per_window)

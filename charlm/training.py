@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from charlm.config import ModelConfig, TokenizerConfig, TrainConfig, to_dict
 from charlm.corpus import check_writable_dir
+from charlm.distribute import DeviceConfig
 from charlm.errors import CharlmError
 
 HISTORY_FIELDS = (
@@ -29,9 +31,9 @@ HISTORY_FIELDS = (
 )
 
 
-def split_settings(settings: dict) -> tuple[TokenizerConfig, ModelConfig, TrainConfig]:
-    """Sort flat keyword settings (the CLI's flag names, underscored) into the three configs."""
-    groups = {cls: {} for cls in (TokenizerConfig, ModelConfig, TrainConfig)}
+def split_settings(settings: dict) -> tuple[TokenizerConfig, ModelConfig, TrainConfig, DeviceConfig]:
+    """Sort flat keyword settings (the CLI's flag names, underscored) into the four configs."""
+    groups = {cls: {} for cls in (TokenizerConfig, ModelConfig, TrainConfig, DeviceConfig)}
     aliases = {"tokenizer": "kind", "normalize": "normalization"}
     for key, value in settings.items():
         name = aliases.get(key, key)
@@ -84,7 +86,7 @@ def train(corpus=None, out=None, *, progress: bool = True, log=None, observers=(
         token), ``best_val_bits_per_char``, ``steps``, ``tokens_per_s`` and more.
     """
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    tokenizer_config, model_config, train_config = split_settings(settings)
+    tokenizer_config, model_config, train_config, device_config = split_settings(settings)
     if corpus is None:
         from charlm.data import default_corpus
 
@@ -99,6 +101,7 @@ def train(corpus=None, out=None, *, progress: bool = True, log=None, observers=(
     data = prepare(paths, tokenizer_config, train_config)
     check_writable_dir(out_dir)
     run = _Run(data, tokenizer_config, model_config, train_config, out_dir, progress, log, observers)
+    run.device_config = device_config
     return run.execute()
 
 
@@ -121,15 +124,20 @@ class _Run:
         import tensorflow as tf
 
         from charlm.lm import LanguageModel
-        from charlm.model import build_model, zero_states
+        from charlm.distribute import check_batch, make_strategy
+        from charlm.model import build_model
         from charlm.trainer import Trainer, bits
 
         keras.utils.set_random_seed(self.config.seed)
         tf.config.experimental.enable_op_determinism()
 
         data, config = self.data, self.config
-        model = build_model(self.model_config, data.tokenizer.vocab_size)
-        trainer = Trainer(model, config)
+        strategy, devices = make_strategy(self.device_config)
+        check_batch(strategy, config.batch_size)
+        self.log(f"charlm: training on {devices}")
+        with strategy.scope():
+            model = build_model(self.model_config, data.tokenizer.vocab_size)
+        trainer = Trainer(model, config, self.model_config, strategy)
         lm = self.lm = LanguageModel(model, data.tokenizer, self.model_config)
         self.trainer = trainer
         self._write_json("config.json", self._config_record())
@@ -156,9 +164,10 @@ class _Run:
             epoch_steps = min(steps_per_epoch, total_steps - step)
             bar = _progress(epoch_steps, f"epoch {epoch}/{config.epochs}", self.show_progress)
             # Each epoch starts from a fresh state: row i of the first window is the start of stream i.
-            states = tuple(zero_states(self.model_config, config.batch_size))
+            states = trainer.zero_states(config.batch_size)
             loss_sum, epoch_start = 0.0, time.perf_counter()
-            for k, (x, y) in enumerate(data.train.dataset().take(epoch_steps), start=1):
+            windows = itertools.islice(trainer.windows(data.train), epoch_steps)
+            for k, (x, y) in enumerate(windows, start=1):
                 loss, norm, states = trainer.train_step(x, y, states)
                 loss = float(loss)
                 if not math.isfinite(loss):
@@ -184,7 +193,7 @@ class _Run:
             train_seconds += seconds
             step += epoch_steps
             tokens_seen += epoch_steps * data.train.tokens_per_window
-            val_loss = trainer.evaluate(data.validation, zero_states(self.model_config, config.batch_size))
+            val_loss = trainer.evaluate(data.validation)
             val_bpc = bits(val_loss) / data.val_chars_per_token
             saved = val_loss < best_val
             if saved:

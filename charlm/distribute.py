@@ -1,0 +1,141 @@
+"""Choosing devices and a tf.distribute strategy, and feeding streams to replicas.
+
+Semantics under R replicas (one device is the case R = 1):
+
+- The global batch of B streams is split into R blocks of B/R consecutive rows;
+  replica r always gets block r of every window, so it carries the states of
+  its own streams from one window to the next, exactly as one device would.
+- The loss is the mean over all B x T tokens of the window.
+- Gradients are summed across replicas *before* clipping, so ``--clipnorm``
+  clips the same global gradient as on one device. (Keras' optimizer option
+  ``clipnorm`` would clip each replica's share on its own, before the
+  all-reduce, which is not the same thing.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+from charlm.errors import CharlmError
+
+DEVICES = ("auto", "cpu", "gpu", "tpu")
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Where training runs: ``device`` auto|cpu|gpu|tpu, ``strategy``
+    auto|default|mirrored|multi-worker|tpu, ``steps_per_execution`` (TPU),
+    ``mixed_precision`` (float16 on GPU, bfloat16 on TPU and CPU)."""
+
+    device: str = "auto"
+    strategy: str = "auto"
+    steps_per_execution: int = 1
+    mixed_precision: bool = False
+
+    def __post_init__(self):
+        if self.device not in DEVICES:
+            raise CharlmError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.strategy not in STRATEGIES:
+            raise CharlmError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.steps_per_execution < 1:
+            raise CharlmError(f"--steps-per-execution must be at least 1, got {self.steps_per_execution}")
+
+
+def _tpu_available() -> bool:
+    # Asking a TPU resolver on an ordinary machine contacts a cloud metadata
+    # server and can hang; only ask where a TPU is announced.
+    return bool(os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR") or os.path.exists("/dev/accel0"))
+
+
+def make_strategy(config: DeviceConfig):
+    """The strategy for ``config`` and a one-line description of the devices it uses."""
+    import tensorflow as tf
+
+    device, strategy = config.device, config.strategy
+    if device == "cpu":
+        tf.config.set_visible_devices([], "GPU")
+    gpus = tf.config.list_logical_devices("GPU")
+    if device == "gpu" and not gpus:
+        raise CharlmError("--device gpu: TensorFlow sees no GPU on this machine; use --device cpu or auto")
+    want_tpu = strategy == "tpu" or device == "tpu" or (strategy == "auto" and device == "auto" and _tpu_available())
+    if want_tpu:
+        return _tpu_strategy()
+    if strategy == "multi-worker":
+        if "TF_CONFIG" not in os.environ:
+            raise CharlmError("--strategy multi-worker reads the cluster from TF_CONFIG, which is not set")
+        try:
+            cluster = json.loads(os.environ["TF_CONFIG"])
+        except ValueError:
+            raise CharlmError("TF_CONFIG is not valid JSON") from None
+        chosen = tf.distribute.MultiWorkerMirroredStrategy()
+        task = cluster.get("task", {})
+        return chosen, (f"MultiWorkerMirroredStrategy: {chosen.num_replicas_in_sync} replicas, "
+                        f"this is {task.get('type', 'worker')} {task.get('index', 0)}")
+    local = gpus if device in ("gpu", "auto") and gpus else tf.config.list_logical_devices("CPU")
+    names = [d.name for d in local]
+    if strategy == "mirrored" or (strategy == "auto" and len(gpus) > 1 and device != "cpu"):
+        chosen = tf.distribute.MirroredStrategy(names)
+        return chosen, f"MirroredStrategy over {len(names)} devices: {', '.join(names)}"
+    chosen = tf.distribute.OneDeviceStrategy(names[0])
+    return chosen, f"one device: {names[0]}"
+
+
+def _tpu_strategy():
+    import tensorflow as tf
+
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as error:
+        raise CharlmError(f"no TPU found ({str(error).splitlines()[0][:200]}); use --device cpu or gpu") from None
+    chosen = tf.distribute.TPUStrategy(resolver)
+    return chosen, f"TPUStrategy: {chosen.num_replicas_in_sync} TPU cores"
+
+
+def check_batch(strategy, batch_size: int):
+    """Every replica needs the same whole number of streams."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise CharlmError(
+            f"--batch-size {batch_size} does not split evenly over {replicas} replicas; "
+            f"use a multiple of {replicas}"
+        )
+
+
+def replica_windows(strategy, batches, start: int = 0):
+    """A distributed dataset of windows ``start, start+1, ...`` where replica r
+    gets rows ``r*b : (r+1)*b`` (b = B/R) of each window: its own streams, always.
+
+    Each input pipeline (one per worker) yields, for every window, the blocks
+    of its local replicas in order; tf.distribute hands consecutive elements of
+    a pipeline to consecutive local replicas.
+    """
+    import tensorflow as tf
+
+    replicas = strategy.num_replicas_in_sync
+    rows = batches.batch_size // replicas
+    shape = (rows, batches.bptt)
+
+    def dataset_fn(context):
+        local = replicas // context.num_input_pipelines
+        first_block = context.input_pipeline_id * local
+
+        def load(element):
+            window, block = element // local, first_block + element % local
+
+            def rows_of(k, b):
+                x, y = batches.window(int(k))
+                return x[b * rows : (b + 1) * rows], y[b * rows : (b + 1) * rows]
+
+            x, y = tf.numpy_function(rows_of, [window, block], (tf.int32, tf.int32), stateful=False)
+            return tf.ensure_shape(x, shape), tf.ensure_shape(y, shape)
+
+        elements = tf.data.Dataset.range(start * local, len(batches) * local)
+        return elements.map(load).prefetch(tf.data.AUTOTUNE)
+
+    options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+    return strategy.distribute_datasets_from_function(dataset_fn, options)
