@@ -45,7 +45,8 @@ def build_model(config: ModelConfig, vocab_size: int) -> keras.Model:
         final_states.extend(states)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, name="dropout_out")(x)
-    logits = keras.layers.Dense(vocab_size, name="logits")(x)
+    # float32 logits even under a mixed-precision policy: softmax and loss need the range.
+    logits = keras.layers.Dense(vocab_size, name="logits", dtype="float32")(x)
     return keras.Model([tokens, *state_inputs], [logits, *final_states], name="charlm")
 
 

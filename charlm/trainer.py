@@ -88,8 +88,13 @@ class Trainer:
         if fast is None:  # the hand-written kernels beat Keras on CPU; cuDNN wins on GPU
             fast = model_config is not None and not tf.config.list_logical_devices("GPU")
         self.forward = make_forward(model, model_config, fast)
+        # float16 activations need loss scaling so that small gradients do not
+        # underflow; bfloat16 has float32's range and does not.
+        self.loss_scaled = keras.mixed_precision.global_policy().name == "mixed_float16"
         with self.strategy.scope():
             self.optimizer = make_optimizer(config)
+            if self.loss_scaled:
+                self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model.trainable_variables)
         replica_train = tf.function(self._replica_train, jit_compile=jit_compile) if jit_compile else self._replica_train
         self._replica_train_fn = replica_train
@@ -105,11 +110,15 @@ class Trainer:
         with tf.GradientTape() as tape:
             logits, new_states = self.forward(x, states, True)
             loss = tf.reduce_sum(token_loss(y, logits)) / global_tokens
-        grads = tape.gradient(loss, variables)
+            scale = self.optimizer.dynamic_scale if self.loss_scaled else 1.0
+            scaled_loss = loss * scale
+        grads = tape.gradient(scaled_loss, variables)
         # Clip the global gradient: sum the replicas' shares first. The optimizer
         # sums the shares again when it applies them, so each replica passes its
         # own share scaled by the common factors, which sum to the clipped gradient.
         total = tf.distribute.get_replica_context().all_reduce(SUM, grads) if self.replicas > 1 else grads
+        if self.loss_scaled:  # clip what the gradient is, not its scaled copy; the optimizer unscales
+            total = [_scale(g, 1.0 / scale) for g in total]
         factors, norm = clip_factors(total, self.config.clipnorm, self.config.clip_mode)
         self.optimizer.apply([_scale(g, f) for g, f in zip(grads, factors)], variables)
         return loss, norm, tuple(tf.stop_gradient(s) for s in new_states)
