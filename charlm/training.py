@@ -1,49 +1,41 @@
-"""A training run: data, model, the epoch loop, and what it leaves in the run directory.
+"""A training run: data, model, the epoch loop, checkpoints, and what it leaves in the run directory.
 
 Run directory contents:
     model.keras     the best model so far by validation loss (with its tokenizer)
     history.csv     one row per epoch (also history.json)
     config.json     every setting of the run, the corpus files and their fingerprint
+    checkpoints/    the newest ``--keep`` checkpoints (see :mod:`charlm.checkpoint`)
+
+A run survives being stopped: ``resume=RUN_DIR`` continues from the newest
+checkpoint exactly as if it had never stopped (same weights, same per-step
+losses: the model, optimizer, carried RNN states, data cursor and dropout
+random state are all restored). SIGINT and SIGTERM stop it at the next step
+boundary after writing a checkpoint; a non-finite loss or gradient norm stops it
+without writing one, so the last good checkpoint and the best model survive.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import dataclasses
 import io
 import itertools
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
-from charlm.config import ModelConfig, TokenizerConfig, TrainConfig, to_dict
 from charlm.corpus import check_writable_dir
-from charlm.distribute import DeviceConfig
 from charlm.errors import CharlmError
 
 HISTORY_FIELDS = (
     "epoch", "step", "tokens_seen", "train_loss", "val_loss", "val_bits_per_char",
     "val_perplexity", "tokens_per_s", "seconds", "saved",
 )
-
-
-def split_settings(settings: dict) -> tuple[TokenizerConfig, ModelConfig, TrainConfig, DeviceConfig]:
-    """Sort flat keyword settings (the CLI's flag names, underscored) into the four configs."""
-    groups = {cls: {} for cls in (TokenizerConfig, ModelConfig, TrainConfig, DeviceConfig)}
-    aliases = {"tokenizer": "kind", "normalize": "normalization"}
-    for key, value in settings.items():
-        name = aliases.get(key, key)
-        for cls, values in groups.items():
-            if name in {f.name for f in dataclasses.fields(cls)}:
-                values[name] = value
-                break
-        else:
-            raise CharlmError(f"unknown training setting {key!r}")
-    return tuple(cls(**values) for cls, values in groups.items())
 
 
 class Observer:
@@ -67,55 +59,119 @@ class Observer:
         pass
 
 
-def train(corpus=None, out=None, *, progress: bool = True, log=None, observers=(), **settings) -> dict:
+class TrainingInterrupted(CharlmError):
+    """SIGINT or SIGTERM stopped the run at a step boundary, after writing a checkpoint.
+    ``exit_code`` is the shell's convention, 128 + the signal number (130, 143)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: bool = False,
+          progress: bool = True, log=None, observers=(), **settings) -> dict:
     """Train a language model; the Python twin of ``charlm train``.
 
     Args:
-        corpus: a file or directory, or a list of them; None for the bundled corpus.
+        corpus: a file or directory, or a list of them; None for the bundled corpus
+            (or, with ``resume``, the run's own corpus).
         out: the run directory (default ``runs/<corpus name>-<date-time>``).
+        resume: a run directory to continue from its newest checkpoint. ``settings``
+            may then change only epochs, max_steps, lr, clipnorm, clip_mode,
+            checkpoint_every, keep and the device; anything else is refused.
+        init_from: a ``.keras`` model to fine-tune: its weights, architecture and tokenizer.
+        extend_vocab: with ``init_from``, add the new corpus's unknown symbols to the vocabulary.
         progress: draw the progress bar on stderr.
         log: a function taking one line of text (default: print to stderr).
         observers: :class:`Observer` instances called during the run.
         **settings: any of ``tokenizer``, ``normalize``, ``max_vocab``,
             ``encoding_errors``, ``cell``, ``layers``, ``hidden``, ``embedding``,
             ``dropout``, ``batch_size``, ``bptt``, ``epochs``, ``max_steps``,
-            ``optimizer``, ``lr``, ``clipnorm``, ``clip_mode``, ``val_fraction``, ``seed``.
+            ``optimizer``, ``lr``, ``clipnorm``, ``clip_mode``, ``val_fraction``, ``seed``,
+            ``checkpoint_every``, ``keep``, the device settings of
+            :class:`charlm.distribute.DeviceConfig` and the corpus settings of
+            :class:`charlm.data.DataConfig`.
 
     Returns:
         The run summary: ``model_path``, ``run_dir``, ``best_val_loss`` (nats per
         token), ``best_val_bits_per_char``, ``steps``, ``tokens_per_s`` and more.
-    """
-    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    tokenizer_config, model_config, train_config, device_config = split_settings(settings)
-    if corpus is None:
-        from charlm.data import default_corpus
 
-        paths = [default_corpus()]
+    Raises:
+        TrainingInterrupted: SIGINT/SIGTERM; a checkpoint was written first.
+        CharlmError: bad input, or divergence (a non-finite loss or gradient norm).
+    """
+    from charlm.data import DataConfig, prepare
+    from charlm.runspec import new_spec, resume_spec
+
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    settings = dict(settings)
+    data_config = DataConfig.pop_from(settings)
+    if resume is not None:
+        spec = resume_spec(resume, corpus, out, settings, init_from, extend_vocab)
     else:
-        paths = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
-    out_dir = Path(out) if out else _default_run_dir(paths[0])
-    _check_output(out_dir)
+        spec = new_spec(corpus, out, settings, init_from, extend_vocab)
+    tokenizer = report = None
+    if spec.resume_from is not None:
+        from charlm.checkpoint import read_state
+        from charlm.tokenizers import tokenizer_from_config
+
+        tokenizer = tokenizer_from_config(read_state(spec.resume_from)["tokenizer"])
+    elif spec.init_from:
+        tokenizer, report = _fine_tuning_tokenizer(spec, data_config, log)
+
+    def load_data(tokenizer):
+        return prepare(spec.paths, spec.tokenizer, spec.train, tokenizer, data_config=data_config,
+                       run_dir=spec.out_dir, log=log)
+
+    data = load_data(tokenizer)
+    if spec.resumed and data.fingerprint != spec.corpus_sha256:
+        raise CharlmError(f"the corpus {', '.join(data.files)} is not the text the run in {spec.out_dir} was "
+                          "trained on (its sha256 differs); resuming needs the same corpus")
+    if report is not None:
+        from charlm.finetune import vocabulary_report
+
+        report = vocabulary_report(data.tokenizer, data, *report)
+        log(report.describe(spec.init_from))
+    check_writable_dir(spec.out_dir)
+    return _Run(spec, data, report, progress, log, observers).execute()
+
+
+def _fine_tuning_tokenizer(spec, data_config, log):
+    """The model's tokenizer, grown by the new corpus's unknown symbols with --extend-vocab;
+    and (unknown symbols, added symbols) for the report."""
+    import dataclasses
 
     from charlm.data import prepare
+    from charlm.finetune import adapt_tokenizer
+    from charlm.lm import read_record
+    from charlm.tokenizers import tokenizer_from_config
 
-    data = prepare(paths, tokenizer_config, train_config)
-    check_writable_dir(out_dir)
-    run = _Run(data, tokenizer_config, model_config, train_config, out_dir, progress, log, observers)
-    run.device_config = device_config
-    return run.execute()
+    try:
+        tokenizer = tokenizer_from_config(read_record(spec.init_from)["tokenizer"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CharlmError(f"{spec.init_from} has a damaged charlm.json ({error})") from None
+    if tokenizer.unk_id is None:
+        return tokenizer, ((), ())
+    # The new corpus with a vocabulary of its own (all of it: no --max-vocab cut), to find its symbols.
+    own = dataclasses.replace(spec.tokenizer, max_vocab=None)
+    fresh = prepare(spec.paths, own, spec.train, data_config=data_config, run_dir=spec.out_dir, log=log)
+    tokenizer, symbols, added = adapt_tokenizer(tokenizer, fresh, spec.extend_vocab)
+    return tokenizer, (symbols, added)
 
 
 class _Run:
-    def __init__(self, data, tokenizer_config, model_config, train_config, out_dir, progress, log, observers):
-        self.observers = list(observers)
+    def __init__(self, spec, data, vocabulary_report, progress, log, observers):
+        self.spec = spec
         self.data = data
-        self.tokenizer_config = tokenizer_config
-        self.model_config = model_config
-        self.config = train_config
-        self.out_dir = out_dir
+        self.vocabulary_report = vocabulary_report
+        self.observers = list(observers)
+        self.model_config = spec.model
+        self.config = spec.train
+        self.out_dir = spec.out_dir
         self.show_progress = progress
         self.log = log
-        self.history: list[dict] = []
+        self.history: list[dict] = []  # the position's history rows, shared with it
+        self._last_checkpoint = self._saved_step = None
 
     def execute(self) -> dict:
         from charlm.backend import import_keras
@@ -123,99 +179,119 @@ class _Run:
         keras = import_keras()
         import tensorflow as tf
 
-        from charlm.lm import LanguageModel
+        from charlm.checkpoint import Checkpointer, Position
         from charlm.distribute import check_batch, make_strategy
+        from charlm.lm import LanguageModel, load
         from charlm.model import build_model
-        from charlm.trainer import Trainer, bits
+        from charlm.trainer import Trainer
 
-        keras.utils.set_random_seed(self.config.seed)
+        spec, data, config = self.spec, self.data, self.config
+        # Read before seeding: loading builds layers, which draws from Python's random.
+        source = load(spec.init_from) if spec.init_from and spec.resume_from is None else None
+        keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()
-
-        data, config = self.data, self.config
-        strategy, devices = make_strategy(self.device_config)
+        strategy, devices = make_strategy(spec.device)
         check_batch(strategy, config.batch_size)
         self.log(f"charlm: training on {devices}")
         with strategy.scope():
             model = build_model(self.model_config, data.tokenizer.vocab_size)
-        trainer = Trainer(model, config, self.model_config, strategy)
-        lm = self.lm = LanguageModel(model, data.tokenizer, self.model_config)
-        self.trainer = trainer
-        self._write_json("config.json", self._config_record())
+        if source is not None:
+            from charlm.finetune import transfer_weights
+
+            transfer_weights(source.model, model, source.tokenizer.unk_id)
+        trainer = self.trainer = Trainer(model, config, self.model_config, strategy)
+        self.lm = LanguageModel(model, data.tokenizer, self.model_config)
+        self.checkpointer = Checkpointer(self.out_dir, model, trainer.optimizer,
+                                         trainer.states_to_numpy(trainer.zero_states(config.batch_size)),
+                                         spec.checkpoints.keep)
+        position, states = Position(), None
+        if spec.resume_from is not None:
+            position, arrays, _ = self.checkpointer.restore(spec.resume_from)
+            states = trainer.states_from_numpy(arrays)
+            # Settings a resumed run may change take effect now (the checkpoint holds the old rate).
+            trainer.optimizer.learning_rate = config.lr
+        self.history = position.history
+        self._write_json("config.json", spec.record(data.files, data.fingerprint))
+        self._announce(model, position)
+        return self._loop(position, states)
+
+    def _announce(self, model, position):
+        spec, data, config = self.spec, self.data, self.config
         self.log(
             f"charlm: {self.model_config.layers}x{self.model_config.hidden} {self.model_config.cell}, "
             f"{model.count_params():,} parameters, {data.tokenizer.kind} vocabulary of {data.tokenizer.vocab_size}; "
             f"{data.train_tokens:,} training and {data.val_tokens:,} validation tokens; "
             f"{len(data.train)} windows of {config.batch_size}x{config.bptt} per epoch"
         )
+        if spec.resumed:
+            where = (f"checkpoint {spec.resume_from.name}: step {position.step}, epoch {position.epoch}, "
+                     f"window {position.cursor} of {len(data.train)}") if spec.resume_from else \
+                "no checkpoint yet, so from step 0"
+            self.log(f"charlm: resuming {self.out_dir} from {where}"
+                     + (f"; changed: {', '.join(spec.changes)}" if spec.changes else ""))
 
+    def _loop(self, pos, states) -> dict:
+        from charlm.trainer import bits
+
+        data, config, trainer = self.data, self.config, self.trainer
         steps_per_epoch = len(data.train)
         total_steps = steps_per_epoch * config.epochs
         if config.max_steps is not None:
             total_steps = min(total_steps, config.max_steps)
-        step, tokens_seen, train_seconds = 0, 0, 0.0
-        best_val = math.inf
+        if pos.step >= total_steps:
+            raise CharlmError(f"the run in {self.out_dir} has already trained {pos.step} of its {total_steps} "
+                              "steps; raise --epochs or --max-steps to train it further")
+        every = self.spec.checkpoints.checkpoint_every
+        tokens_per_window = data.train.tokens_per_window
         model_path = self.out_dir / "model.keras"
+        self._saved_step = pos.step if self.spec.resume_from else None
         started = time.perf_counter()
         for observer in self.observers:
             observer.on_train_begin(self)
-        for epoch in range(1, config.epochs + 1):
-            if step >= total_steps:
-                break
-            epoch_steps = min(steps_per_epoch, total_steps - step)
-            bar = _progress(epoch_steps, f"epoch {epoch}/{config.epochs}", self.show_progress)
-            # Each epoch starts from a fresh state: row i of the first window is the start of stream i.
-            states = trainer.zero_states(config.batch_size)
-            loss_sum, epoch_start = 0.0, time.perf_counter()
-            windows = itertools.islice(trainer.windows(data.train), epoch_steps)
-            for k, (x, y) in enumerate(windows, start=1):
-                loss, norm, states = trainer.train_step(x, y, states)
-                loss = float(loss)
-                if not math.isfinite(loss):
-                    bar.close()
-                    raise CharlmError(
-                        f"training diverged at step {step + k} (loss is {loss}); "
-                        "lower --lr or --clipnorm; the best model so far is kept"
-                    )
-                loss_sum += loss
-                bar.update(k, loss, k * data.train.tokens_per_window)
-                if self.observers:
-                    norm = float(norm)
-                    logs = {
-                        "loss": loss, "grad_norm": norm,
-                        "clipped": config.clipnorm is not None and norm > config.clipnorm,
-                        "lr": float(trainer.optimizer.learning_rate),
-                        "tokens_per_s": k * data.train.tokens_per_window / (time.perf_counter() - epoch_start),
-                    }
-                    for observer in self.observers:
-                        observer.on_step_end(self, step + k, logs)
-            bar.close()
-            seconds = time.perf_counter() - epoch_start
-            train_seconds += seconds
-            step += epoch_steps
-            tokens_seen += epoch_steps * data.train.tokens_per_window
-            val_loss = trainer.evaluate(data.validation)
-            val_bpc = bits(val_loss) / data.val_chars_per_token
-            saved = val_loss < best_val
-            if saved:
-                best_val = val_loss
-                lm.info = self._info(best_val, val_bpc, step)
-                lm.save(model_path)
-            row = {
-                "epoch": epoch, "step": step, "tokens_seen": tokens_seen,
-                "train_loss": loss_sum / epoch_steps, "val_loss": val_loss,
-                "val_bits_per_char": val_bpc, "val_perplexity": math.exp(min(val_loss, 700)),
-                "tokens_per_s": epoch_steps * data.train.tokens_per_window / seconds,
-                "seconds": seconds, "saved": saved,
-            }
-            for observer in self.observers:
-                row.update(observer.on_epoch_end(self, epoch, row) or {})
-            self.history.append(row)
-            self._write_history()
-            self.log(
-                f"epoch {epoch}: train loss {row['train_loss']:.4f}, val loss {val_loss:.4f} "
-                f"({val_bpc:.4f} bits/char), {row['tokens_per_s']:,.0f} tok/s, {seconds:.1f}s"
-                + ("  [best, saved]" if saved else "")
-            )
+        with _StopSignals() as stop:
+            while pos.step < total_steps:
+                if pos.cursor == 0:
+                    # Each epoch starts from a fresh state: row i of the first window is the start of stream i.
+                    states = trainer.zero_states(config.batch_size)
+                end = min(steps_per_epoch, pos.cursor + total_steps - pos.step)  # this stretch ends at window `end`
+                bar = _progress(end - pos.cursor, f"epoch {pos.epoch}/{config.epochs}", self.show_progress)
+                stretch_start, first = time.perf_counter(), pos.cursor
+                for x, y in itertools.islice(trainer.windows(data.train, pos.cursor), end - pos.cursor):
+                    loss, norm, states = trainer.train_step(x, y, states)
+                    loss, norm = float(loss), float(norm)
+                    if not (math.isfinite(loss) and math.isfinite(norm)):
+                        bar.close()
+                        self._diverged(pos.step + 1, loss, norm)
+                    pos.step += 1
+                    pos.cursor += 1
+                    pos.epoch_loss_sum += loss
+                    pos.tokens_seen += tokens_per_window
+                    done = pos.cursor - first
+                    bar.update(done, loss, done * tokens_per_window)
+                    if self.observers:
+                        logs = {
+                            "loss": loss, "grad_norm": norm,
+                            "clipped": config.clipnorm is not None and norm > config.clipnorm,
+                            "lr": float(trainer.optimizer.learning_rate),
+                            "tokens_per_s": done * tokens_per_window / (time.perf_counter() - stretch_start),
+                        }
+                        for observer in self.observers:
+                            observer.on_step_end(self, pos.step, logs)
+                    # The stretch's last step is saved after validation instead.
+                    if every and pos.step % every == 0 and pos.cursor < end:
+                        self._save(pos, states)
+                    if stop.signal:
+                        bar.close()
+                        self._interrupted(pos, states, stop.signal)
+                bar.close()
+                seconds = time.perf_counter() - stretch_start
+                pos.train_seconds += seconds
+                self._validate(pos, pos.cursor - first, seconds, model_path, bits)
+                if pos.cursor == steps_per_epoch:
+                    pos.epoch, pos.cursor, pos.epoch_loss_sum = pos.epoch + 1, 0, 0.0
+                self._save(pos, states)
+                if stop.signal:
+                    self._interrupted(pos, states, stop.signal)
         best = min(self.history, key=lambda r: r["val_loss"])
         summary = {
             "model_path": str(model_path),
@@ -224,32 +300,79 @@ class _Run:
             "best_val_bits_per_char": best["val_bits_per_char"],
             "best_epoch": best["epoch"],
             "final_train_loss": self.history[-1]["train_loss"],
-            "steps": step,
+            "steps": pos.step,
             "epochs": len(self.history),
-            "tokens_seen": tokens_seen,
-            "tokens_per_s": tokens_seen / train_seconds if train_seconds else 0.0,
+            "tokens_seen": pos.tokens_seen,
+            "tokens_per_s": pos.tokens_seen / pos.train_seconds if pos.train_seconds else 0.0,
             "seconds": time.perf_counter() - started,
             "vocab_size": data.tokenizer.vocab_size,
+            "checkpoint": str(self._last_checkpoint) if self._last_checkpoint else None,
         }
+        if self.vocabulary_report is not None:
+            summary["vocabulary"] = self.vocabulary_report.to_json()
         for observer in self.observers:
             observer.on_train_end(self, summary)
         return summary
 
-    def _info(self, best_val, best_bpc, step) -> dict:
-        return {
-            "best_val_loss": best_val,
-            "best_val_bits_per_char": best_bpc,
-            "step": step,
-            **self._config_record(),
+    def _validate(self, pos, steps, seconds, model_path, bits):
+        """Validation at the end of a stretch of ``steps`` steps: history row, best model."""
+        data = self.data
+        val_loss = self.trainer.evaluate(data.validation)
+        val_bpc = bits(val_loss) / data.val_chars_per_token
+        saved = val_loss < pos.best_val_loss
+        if saved:
+            pos.best_val_loss = val_loss
+            self.lm.info = self._info(val_loss, val_bpc, pos.step)
+            self.lm.save(model_path)
+        row = {
+            "epoch": pos.epoch, "step": pos.step, "tokens_seen": pos.tokens_seen,
+            "train_loss": pos.epoch_loss_sum / max(1, pos.cursor), "val_loss": val_loss,
+            "val_bits_per_char": val_bpc, "val_perplexity": math.exp(min(val_loss, 700)),
+            "tokens_per_s": steps * data.train.tokens_per_window / seconds if seconds else 0.0,
+            "seconds": seconds, "saved": saved,
         }
+        for observer in self.observers:
+            row.update(observer.on_epoch_end(self, pos.epoch, row) or {})
+        self.history.append(row)
+        self._write_history()
+        self.log(
+            f"epoch {pos.epoch}: train loss {row['train_loss']:.4f}, val loss {val_loss:.4f} "
+            f"({val_bpc:.4f} bits/char), {row['tokens_per_s']:,.0f} tok/s, {seconds:.1f}s"
+            + ("  [best, saved]" if saved else "")
+        )
 
-    def _config_record(self) -> dict:
-        return {
-            "tokenizer": to_dict(self.tokenizer_config),
-            "model": to_dict(self.model_config),
-            "train": to_dict(self.config),
-            "corpus": {"files": list(self.data.files), "sha256": self.data.fingerprint},
-        }
+    # -- checkpoints, signals, divergence ------------------------------------
+
+    def _save(self, pos, states):
+        record = {"tokenizer": self.data.tokenizer.get_config(),
+                  "config": self.spec.record(self.data.files, self.data.fingerprint)}
+        self._last_checkpoint = self.checkpointer.save(pos, self.trainer.states_to_numpy(states), record)
+        self._saved_step = pos.step
+
+    def _interrupted(self, pos, states, signum):
+        if self._saved_step != pos.step:
+            self._save(pos, states)
+        raise TrainingInterrupted(
+            f"interrupted at step {pos.step} (checkpoint saved); resume with: charlm train --resume {self.out_dir}",
+            128 + signum,
+        )
+
+    def _diverged(self, step, loss, norm):
+        from charlm.checkpoint import list_checkpoints
+
+        kept = list_checkpoints(self.out_dir)
+        good = (f"the last good checkpoint ({kept[-1].name}) and the best model are kept; resume from it with "
+                f"a lower rate: charlm train --resume {self.out_dir} --lr {self.config.lr / 2:g}") if kept else \
+            "no checkpoint was written before it; lower --lr or --clipnorm and start again"
+        raise CharlmError(f"training diverged at step {step} (loss {loss}, gradient norm {norm}); {good}")
+
+    # -- files ---------------------------------------------------------------
+
+    def _info(self, best_val, best_bpc, step) -> dict:
+        record = self.spec.record(self.data.files, self.data.fingerprint)
+        if self.vocabulary_report is not None:
+            record["vocabulary"] = self.vocabulary_report.to_json()
+        return {"best_val_loss": best_val, "best_val_bits_per_char": best_bpc, "step": step, **record}
 
     def _write_history(self):
         self._write_json("history.json", self.history)
@@ -262,6 +385,31 @@ class _Run:
 
     def _write_json(self, name, value):
         _write_atomic(self.out_dir / name, json.dumps(value, indent=2) + "\n")
+
+
+class _StopSignals(contextlib.AbstractContextManager):
+    """While training: SIGINT and SIGTERM set ``signal`` (the loop stops at the next step
+    boundary); a second one stops at once (KeyboardInterrupt). The previous handlers are
+    restored on exit. Outside the main thread (where Python allows no handlers) a no-op."""
+
+    signal = None
+
+    def __enter__(self):
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
 
 
 def _progress(total, label, enabled):
@@ -277,16 +425,3 @@ def _write_atomic(path: Path, text: str):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def _default_run_dir(corpus) -> Path:
-    stem = Path(corpus).stem or "corpus"
-    return Path("runs") / f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def _check_output(out_dir: Path):
-    """Refuse an output path that exists as a file or holds another run's model."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CharlmError(f"--out {out_dir} exists and is not a directory")
-    if (out_dir / "model.keras").exists():
-        raise CharlmError(f"--out {out_dir} already holds a model; choose a new directory")

@@ -6,7 +6,9 @@ import json
 
 import click
 
+from charlm.checkpoint import CheckpointConfig
 from charlm.config import CELLS, CLIP_MODES, OPTIMIZERS, ModelConfig, TrainConfig
+from charlm.distribute import DEVICES, STRATEGIES
 from charlm.tokenizers import KINDS
 
 _M, _T = ModelConfig(), TrainConfig()
@@ -46,6 +48,18 @@ _M, _T = ModelConfig(), TrainConfig()
               help="Fraction of the corpus, taken from its end as one block, held out for validation.")
 @click.option("--seed", type=int, default=_T.seed, show_default=True,
               help="Same seed, corpus and machine: same losses.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="auto: a TPU if one is announced, else the GPUs, else the CPU.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="auto", show_default=True,
+              help="tf.distribute strategy. auto: TPUStrategy on a TPU, MirroredStrategy over several GPUs, "
+                   "else one device; multi-worker reads the cluster from TF_CONFIG. Under R replicas the "
+                   "--batch-size streams are split into R blocks, each replica carrying its own streams' "
+                   "states; the loss is the mean over all tokens and --clipnorm clips the summed gradient, "
+                   "exactly as on one device.")
+@click.option("--steps-per-execution", type=int, default=1, show_default=True,
+              help="Training steps per compiled call (fewer host round trips; useful on TPU).")
+@click.option("--mixed-precision", is_flag=True,
+              help="float16 (GPU) or bfloat16 (TPU, CPU) activations; logits, loss and softmax stay float32.")
 @click.option("--tensorboard", type=click.Path(file_okay=False), default=None,
               help="Write TensorBoard event files (losses, gradient norm, clipping, samples) to this directory.")
 @click.option("--sample-every", type=click.IntRange(min=1), default=None,
@@ -55,11 +69,36 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.option("--sample-prompt", default="", help="Text the --sample-every samples continue.")
 @click.option("--agreement", type=click.Path(), default=None,
               help="Report agreement accuracy on this file (any `charlm agree` format) after every epoch.")
+@click.option("--checkpoint-every", type=int, default=CheckpointConfig.checkpoint_every, show_default=True,
+              help="Write a checkpoint (weights, optimizer, position, RNN states, random state) every N steps, "
+                   "and at each epoch end; 0: at epoch ends only.")
+@click.option("--keep", type=int, default=CheckpointConfig.keep, show_default=True,
+              help="How many of the newest checkpoints to keep in OUT/checkpoints.")
+@click.option("--resume", type=click.Path(), default=None,
+              help="Continue the run in this directory exactly where its newest checkpoint left it. Only "
+                   "--epochs, --max-steps, --lr, --clipnorm, --clip-mode, --checkpoint-every, --keep and the "
+                   "device may change; flags that change the model or data are refused.")
+@click.option("--init-from", type=click.Path(), default=None,
+              help="Fine-tune: start from this model's weights and tokenizer (ids are never re-mapped).")
+@click.option("--extend-vocab", is_flag=True,
+              help="With --init-from: add the new corpus's unknown characters (or words) to the vocabulary "
+                   "instead of mapping them to <unk>.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where tokenized corpora are cached, keyed by content and tokenizer settings "
+                   "[default: .charlm-cache beside the run directory].")
+@click.option("--tfds-split", default=None,
+              help="For a tfds:NAME[/CONFIG] corpus: one split, cut by --val-fraction, or TRAIN,VALIDATION "
+                   "[default: train,validation if both exist, else train].")
+@click.option("--tfds-key", default=None, help="For tfds:NAME: the text feature [default: text].")
+@click.option("--tfds-data-dir", type=click.Path(file_okay=False), default=None,
+              help="For tfds:NAME: the TFDS data directory [default: TFDS's, ~/tensorflow_datasets].")
+@click.option("--tfds-manual-dir", type=click.Path(file_okay=False), default=None,
+              help="For tfds:NAME: a folder with the dataset's downloaded files, to prepare it offline.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout at the end.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-epoch lines.")
 def command(corpus, out, as_json, quiet, clipnorm, tensorboard, sample_every, sample_length, sample_prompt,
-            agreement, **settings):
-    """Train a language model on CORPUS (files or directories; default: the bundled corpus).
+            agreement, resume, init_from, extend_vocab, **settings):
+    """Train a language model on CORPUS (files, directories, globs, or tfds:NAME[/CONFIG]; default: the bundled corpus).
 
     The text is split into a training part and, at its end, a validation part;
     the vocabulary comes from the training part only. Both are laid out as
@@ -79,7 +118,17 @@ def command(corpus, out, as_json, quiet, clipnorm, tensorboard, sample_every, sa
         from charlm.agreement.observer import AgreementObserver
 
         observers = [*observers, AgreementObserver(agreement)]
-    summary = train(list(corpus) or None, out, progress=not quiet, log=log, observers=observers, **settings)
+    if resume or init_from:  # settings come from the run or the model; pass only the flags given
+        source = click.get_current_context().get_parameter_source
+        settings = {k: v for k, v in settings.items() if source(k) != click.core.ParameterSource.DEFAULT}
+    from charlm.training import TrainingInterrupted
+
+    try:
+        summary = train(list(corpus) or None, out, resume=resume, init_from=init_from, extend_vocab=extend_vocab,
+                        progress=not quiet, log=log, observers=observers, **settings)
+    except TrainingInterrupted as stop:  # a checkpoint was written: not an error, but not success either
+        click.echo(f"charlm: {stop}", err=True)
+        raise click.exceptions.Exit(stop.exit_code) from None
     if as_json:
         click.echo(json.dumps(summary))
     else:
