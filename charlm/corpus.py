@@ -1,14 +1,25 @@
-"""Reading a corpus (files or directories) and splitting it into train and validation.
+"""Reading a corpus (files, directories or globs) and splitting it into train and validation.
 
 The validation split is one contiguous held-out region at the end of the text,
 never scattered windows, so that validation text is text the model never saw in
 any context. The vocabulary is built from the training split alone.
+
+Two ways in: :func:`read_corpus` reads everything into one string (for scoring
+and evaluating a file); :class:`FileSource` hands the files to the streaming
+tokenizer (:mod:`charlm.tokenfile`) as byte chunks, so that training never holds
+the corpus in memory.
+
+Inside a directory or a glob, files that look binary (a NUL byte in their first
+8 KiB) are skipped with one warning that counts them; a file named on its own is
+always read.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +27,15 @@ from charlm.errors import CharlmError
 
 # Files in a directory that are never corpus text.
 _SKIP_SUFFIXES = {".keras", ".h5", ".npy", ".npz", ".zip", ".gz", ".png", ".jpg", ".pdf", ".pyc"}
+# Bytes read at a time by the streaming reader: memory stays flat whatever the corpus size.
+CHUNK_BYTES = 4 << 20
+
+
+def warn(line: str):
+    """The default ``log`` of reading and tokenizing: warnings (lines that start with
+    ``charlm: warning:``) go to stderr, progress lines are dropped."""
+    if line.startswith("charlm: warning:"):
+        print(line, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -27,26 +47,46 @@ class Corpus:
     fingerprint: str  # sha256 of the files' bytes, in order
 
 
-def find_files(paths) -> list[Path]:
-    """The text files named by ``paths``: files as given, directories walked in sorted order."""
-    found = []
+def find_files(paths, log=warn) -> list[Path]:
+    """The text files named by ``paths``: files as given, directories walked and globs
+    (``*``, ``?``, ``[...]``, ``**``) expanded in sorted order. Binary files found
+    inside a directory or glob are skipped; ``log`` gets one line counting them."""
+    found, skipped = [], []
     for given in paths:
         path = Path(given)
-        if not path.exists():
+        if not path.exists() and glob.has_magic(str(given)):
+            matches = sorted(Path(p) for p in glob.glob(str(given), recursive=True) if Path(p).is_file())
+            if not matches:
+                raise CharlmError(f"no files match {given}")
+            found.extend(_text_files(matches, skipped))
+            if not found:
+                raise CharlmError(f"no text files match {given} (all {len(skipped)} look binary)")
+        elif not path.exists():
             raise CharlmError(f"corpus not found: {given}")
-        if path.is_dir():
+        elif path.is_dir():
             inside = sorted(
                 p for p in path.rglob("*")
                 if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
                 and p.suffix.lower() not in _SKIP_SUFFIXES
             )
-            inside = [p for p in inside if not _looks_binary(p)]
+            inside = _text_files(inside, skipped)
             if not inside:
                 raise CharlmError(f"directory {given} has no text files")
             found.extend(inside)
         else:
             found.append(path)
+    if skipped:
+        log(f"charlm: warning: skipped {len(skipped)} binary file{'s' if len(skipped) > 1 else ''} "
+            f"(a NUL byte in the first 8 KiB), e.g. {skipped[0]}")
     return found
+
+
+def _text_files(paths, skipped: list) -> list[Path]:
+    """``paths`` less the binary ones, which go to ``skipped``."""
+    text = []
+    for p in paths:
+        (skipped if _looks_binary(p) else text).append(p)
+    return text
 
 
 def read_corpus(paths, encoding_errors: str = "strict") -> Corpus:
@@ -107,3 +147,32 @@ def _looks_binary(path: Path) -> bool:
             return b"\0" in f.read(8192)
     except OSError:
         return False
+
+
+class FileSource:
+    """Corpus files as documents of byte chunks, for :mod:`charlm.tokenfile`.
+
+    One region (the validation split is cut off its end by ``--val-fraction``);
+    each file is one document.
+    """
+
+    num_regions = 1
+
+    def __init__(self, paths, log=warn):
+        self.paths = find_files(paths, log)
+        self.files = tuple(str(p) for p in self.paths)
+        self.identity = {"source": "files"}
+
+    def documents(self, region: int = 0):
+        """Yield ``(name, chunks)`` per file, ``chunks`` an iterator of bytes."""
+        for path in self.paths:
+            yield str(path), _read_chunks(path)
+
+
+def _read_chunks(path: Path, size: int = CHUNK_BYTES):
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(size):
+                yield chunk
+    except OSError as error:
+        raise CharlmError(f"cannot read {path}: {error.strerror or error}") from None

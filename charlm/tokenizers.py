@@ -60,8 +60,8 @@ class Tokenizer:
 
     @property
     def special_ids(self) -> list[int]:
-        """Ids that a sampler must never emit (padding, unknown, ...)."""
-        return [self.index[s] for s in self.specials if s in self.index and s != EOL]
+        """Ids that a sampler must never emit (padding, unknown, the document boundary, ...)."""
+        return [self.index[s] for s in (*self.specials, DOC) if s in self.index and s != EOL]
 
     def encode(self, text: str) -> np.ndarray:
         raise NotImplementedError
@@ -97,7 +97,8 @@ class CharTokenizer(Tokenizer):
         self.normalization = normalization
         # Sorted code points of the ordinary symbols and their ids, for a
         # vectorised lookup with np.searchsorted (no Python loop per character).
-        symbols = [(ord(s), i) for i, s in enumerate(self.vocabulary) if s not in self.specials]
+        # DOC (between documents of a multi-file corpus, see charlm.tokenfile) is no code point.
+        symbols = [(ord(s), i) for i, s in enumerate(self.vocabulary) if s not in self.specials and s != DOC]
         symbols.sort()
         self._codepoints = np.array([c for c, _ in symbols], dtype=np.uint32)
         self._ids = np.array([i for _, i in symbols], dtype=np.int32)
@@ -150,7 +151,7 @@ class ByteTokenizer(Tokenizer):
         return np.frombuffer(data, dtype=np.uint8).astype(np.int32) + 1
 
     def decode(self, ids) -> str:
-        data = bytes(i - 1 for i in _ints(ids) if i > 0)
+        data = bytes(i - 1 for i in _ints(ids) if 0 < i <= 256)  # ids above 256: DOC
         return data.decode("utf-8", errors="replace")
 
     def count_chars(self, ids) -> int:

@@ -1,0 +1,1 @@
+"""The agreement language as a TensorFlow Datasets dataset (``tfds build``, ``charlm train tfds:charlm_agreement``)."""
