@@ -60,6 +60,14 @@ class LanguageModel:
         logits, *states = self.model([tokens, *states], training=False)
         return logits, states
 
+    def generate(self, prompt: str = "", on_text=None, **settings) -> list:
+        """Sample text continuing ``prompt``: a list of :class:`charlm.sampling.Sample`, one per
+        ``num_samples``. ``settings`` are those of :class:`charlm.sampling.SampleConfig`
+        (length, temperature, greedy, top_k, top_p, num_samples, seed, stop)."""
+        from charlm.sampling import generate
+
+        return generate(self, prompt, on_text=on_text, **settings)
+
     def save(self, path) -> Path:
         """Write the model file atomically: a temporary file in the same directory,
         renamed over ``path`` only once complete, so a crash never leaves half a model."""
@@ -99,13 +107,15 @@ def read_record(path) -> dict:
         raise CharlmError(f"model file not found: {path}")
     if path.is_dir():
         raise CharlmError(f"{path} is a directory; give the model.keras file inside it")
-    if not zipfile.is_zipfile(path):
-        raise CharlmError(f"{path} is not a Keras model file (not a zip archive)")
+    from charlm.safety import check_archive, check_zip
+
+    check_zip(path)
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             if CHARLM_MEMBER not in names:
                 raise CharlmError(f"{path} is a Keras file but not a charlm model (no {CHARLM_MEMBER} inside)")
+            check_archive(path, archive)  # before anything reads the rest: members, checksums, classes
             record = json.loads(archive.read(CHARLM_MEMBER))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
         raise CharlmError(f"{path} is corrupted or truncated ({error})") from None
@@ -117,16 +127,25 @@ def read_record(path) -> dict:
 
 
 def load(path) -> LanguageModel:
-    """Load a charlm model file: the Keras model (in Keras' safe mode, which refuses
-    Lambda layers and pickled code) together with its tokenizer and settings."""
+    """Load a charlm model file: the Keras model (checked by :mod:`charlm.safety`, then
+    loaded in Keras' safe mode, which refuses Lambda layers and pickled code) together
+    with its tokenizer and settings. Any problem is one :class:`CharlmError` line."""
+    from charlm.safety import explain_load_error
+
     record = read_record(path)
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for bad archives; all mean the same here.
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CharlmError(f"cannot load {path}: {message[:300]}") from None
-    tokenizer = tokenizer_from_config(record["tokenizer"])
-    config = from_dict(ModelConfig, record["model"])
+        raise explain_load_error(path, error) from None
+    try:
+        tokenizer = tokenizer_from_config(record["tokenizer"])
+        config = from_dict(ModelConfig, record["model"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise CharlmError(f"{path} has a damaged {CHARLM_MEMBER} ({error})") from None
+    states = config.layers * config.states_per_layer
+    if len(model.inputs) != 1 + states or len(model.outputs) != 1 + states or \
+            model.outputs[0].shape[-1] != tokenizer.vocab_size:
+        raise CharlmError(f"{path}: its Keras model does not match its {CHARLM_MEMBER} (not a charlm model, or altered)")
     return LanguageModel(model, tokenizer, config, record.get("info"))
 
 

@@ -110,14 +110,17 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
         spec = resume_spec(resume, corpus, out, settings, init_from, extend_vocab)
     else:
         spec = new_spec(corpus, out, settings, init_from, extend_vocab)
-    tokenizer = report = None
+    tokenizer = report = source = None
     if spec.resume_from is not None:
         from charlm.checkpoint import read_state
         from charlm.tokenizers import tokenizer_from_config
 
         tokenizer = tokenizer_from_config(read_state(spec.resume_from)["tokenizer"])
     elif spec.init_from:
-        tokenizer, report = _fine_tuning_tokenizer(spec, data_config, log)
+        from charlm.lm import load
+
+        source = load(spec.init_from)  # all its checks before anything is written
+        tokenizer, report = _fine_tuning_tokenizer(spec, source.tokenizer, data_config, log)
 
     def load_data(tokenizer):
         return prepare(spec.paths, spec.tokenizer, spec.train, tokenizer, data_config=data_config,
@@ -133,23 +136,17 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
         report = vocabulary_report(data.tokenizer, data, *report)
         log(report.describe(spec.init_from))
     check_writable_dir(spec.out_dir)
-    return _Run(spec, data, report, progress, log, observers).execute()
+    return _Run(spec, data, report, source, progress, log, observers).execute()
 
 
-def _fine_tuning_tokenizer(spec, data_config, log):
-    """The model's tokenizer, grown by the new corpus's unknown symbols with --extend-vocab;
-    and (unknown symbols, added symbols) for the report."""
+def _fine_tuning_tokenizer(spec, tokenizer, data_config, log):
+    """The model's ``tokenizer``, grown by the new corpus's unknown symbols with
+    --extend-vocab; and (unknown symbols, added symbols) for the report."""
     import dataclasses
 
     from charlm.data import prepare
     from charlm.finetune import adapt_tokenizer
-    from charlm.lm import read_record
-    from charlm.tokenizers import tokenizer_from_config
 
-    try:
-        tokenizer = tokenizer_from_config(read_record(spec.init_from)["tokenizer"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise CharlmError(f"{spec.init_from} has a damaged charlm.json ({error})") from None
     if tokenizer.unk_id is None:
         return tokenizer, ((), ())
     # The new corpus with a vocabulary of its own (all of it: no --max-vocab cut), to find its symbols.
@@ -160,8 +157,9 @@ def _fine_tuning_tokenizer(spec, data_config, log):
 
 
 class _Run:
-    def __init__(self, spec, data, vocabulary_report, progress, log, observers):
+    def __init__(self, spec, data, vocabulary_report, source, progress, log, observers):
         self.spec = spec
+        self.source = source  # the model fine-tuning starts from
         self.data = data
         self.vocabulary_report = vocabulary_report
         self.observers = list(observers)
@@ -181,13 +179,11 @@ class _Run:
 
         from charlm.checkpoint import Checkpointer, Position
         from charlm.distribute import check_batch, make_strategy
-        from charlm.lm import LanguageModel, load
+        from charlm.lm import LanguageModel
         from charlm.model import build_model
         from charlm.trainer import Trainer
 
-        spec, data, config = self.spec, self.data, self.config
-        # Read before seeding: loading builds layers, which draws from Python's random.
-        source = load(spec.init_from) if spec.init_from and spec.resume_from is None else None
+        spec, data, config, source = self.spec, self.data, self.config, self.source
         keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()
         strategy, devices = make_strategy(spec.device)
