@@ -79,27 +79,37 @@ class _LiveSampler:
     (a fresh Sampler bakes the weights in as constants and recompiles: seconds each time)."""
 
     def __init__(self, lm):
-        import tensorflow as tf
-
-        from charlm.sampling import Sampler
-
         self.lm = lm
-        self.sampler = Sampler(lm)
-        s = self.sampler
-        s.layers = [{k: tf.Variable(v, trainable=False) for k, v in layer.items()} for layer in s.layers]
-        s.dense_w = tf.Variable(s.dense_w, trainable=False)
-        s.dense_b = tf.Variable(s.dense_b, trainable=False)
+        self.sampler = variable_sampler(lm)
 
     def generate(self, prompt: str, config) -> str:
         from charlm.sampling import Sampler
 
         fresh = Sampler(self.lm)  # reads the current weights; compiles nothing until called
-        for mine, new in zip(self.sampler.layers, fresh.layers):
-            for key, variable in mine.items():
-                variable.assign(new[key])
-        self.sampler.dense_w.assign(fresh.dense_w)
-        self.sampler.dense_b.assign(fresh.dense_b)
+        values = [v for layer in fresh.layers for _, v in sorted(layer.items())] + [fresh.dense_w, fresh.dense_b]
+        for variable, value in zip(sampler_variables(self.sampler), values):
+            variable.assign(value)
         return self.sampler.run(prompt, config)[0].text
+
+
+def variable_sampler(lm):
+    """A :class:`charlm.sampling.Sampler` of ``lm`` whose weights are ``tf.Variable``s
+    rather than constants: they can be re-assigned without recompiling, and a SavedModel
+    stores them as variables. Returns the sampler; ``sampler_variables(s)`` lists them."""
+    import tensorflow as tf
+
+    from charlm.sampling import Sampler
+
+    s = Sampler(lm)
+    s.layers = [{k: tf.Variable(v, trainable=False, name=k) for k, v in layer.items()} for layer in s.layers]
+    s.dense_w = tf.Variable(s.dense_w, trainable=False, name="dense_w")
+    s.dense_b = tf.Variable(s.dense_b, trainable=False, name="dense_b")
+    return s
+
+
+def sampler_variables(sampler) -> list:
+    """The weight variables of a :func:`variable_sampler`, in a fixed order."""
+    return [v for layer in sampler.layers for _, v in sorted(layer.items())] + [sampler.dense_w, sampler.dense_b]
 
 
 class StepLogObserver(Observer):
