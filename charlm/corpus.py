@@ -169,7 +169,8 @@ class FileSource:
             yield str(path), _read_chunks(path)
 
 
-def _read_chunks(path: Path, size: int = CHUNK_BYTES):
+def _read_chunks(path: Path):
+    size = CHUNK_BYTES  # read at call time, so tests can make chunks tiny
     try:
         with open(path, "rb") as f:
             while chunk := f.read(size):

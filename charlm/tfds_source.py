@@ -21,7 +21,8 @@ import os
 import sys
 from pathlib import Path
 
-from charlm.corpus import CHUNK_BYTES, warn
+from charlm import corpus
+from charlm.corpus import warn
 from charlm.errors import CharlmError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -132,8 +133,9 @@ class TfdsSource:
 
 
 def _slices(data: bytes):
-    for start in range(0, len(data), CHUNK_BYTES):
-        yield data[start : start + CHUNK_BYTES]
+    size = corpus.CHUNK_BYTES
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
 
 
 def _prepare(tfds, builder, name, local: bool, manual_dir, log):

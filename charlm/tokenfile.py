@@ -237,7 +237,8 @@ class _Layout:
             if i:
                 yield int(in_val), None
             for piece in iter_text(chunks, name, self.errors):
-                in_val = in_val or pos >= cut
+                # A piece starting exactly at the cut still goes through the split below:
+                # for words the cut then moves past the word the piece starts with.
                 end = pos + len(piece)
                 if in_val or end <= cut:
                     yield int(in_val), piece

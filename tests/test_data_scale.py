@@ -1,0 +1,208 @@
+"""Streaming tokenization into a cached, memory-mapped token file (charlm.tokenfile)."""
+
+import json
+import os
+import unicodedata
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import charlm.corpus
+from charlm.cli import main
+from charlm.config import TokenizerConfig, TrainConfig
+from charlm.corpus import read_corpus, split_text
+from charlm.data import DataConfig, prepare
+from charlm.streams import StreamBatches
+from charlm.tokenizers import DOC, build_tokenizer
+from tests.conftest import BUNDLED_CORPUS
+
+# Mixed scripts, combining marks, emoji, CRLF: every UTF-8 sequence length.
+MIXED = ("Grüße, naïve café — 日本語のテキスト 🙂🚀 e\u0301 ﬁ x\r\n" "ab cd ef\n" "Ωμέγα δ' ἄλφα\tend\n") * 40
+
+
+def _config(**kw):
+    return TrainConfig(**{"batch_size": 4, "bptt": 8, "val_fraction": 0.1, **kw})
+
+
+def _in_memory(path, kind, train_config, normalization=None):
+    """The in-memory pipeline of the core: read, split, build, encode, batch."""
+    corpus = read_corpus([path])
+    train, val = split_text(corpus.text, train_config.val_fraction, on_whitespace=kind == "word")
+    tokenizer = build_tokenizer(kind, train, normalization)
+    B, T = train_config.batch_size, train_config.bptt
+    return tokenizer, StreamBatches(tokenizer.encode(train), B, T), StreamBatches(tokenizer.encode(val), B, T, "validation"), len(val)
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch):
+    """Read 7 bytes at a time: UTF-8 sequences, words and lines straddle every chunk border."""
+    monkeypatch.setattr(charlm.corpus, "CHUNK_BYTES", 7)
+
+
+def _mapped(array):
+    """Whether ``array`` is a view into a memory map (nothing copied)."""
+    while array is not None:
+        if isinstance(array, np.memmap):
+            return True
+        array = array.base
+    return False
+
+
+@pytest.mark.parametrize("kind,normalization", [("char", None), ("char", "NFKC"), ("byte", None), ("word", None)])
+@pytest.mark.parametrize("chunks", ["large", "tiny"])
+def test_memory_mapped_pipeline_yields_the_same_batches_as_in_memory(tmp_path, request, kind, normalization, chunks):
+    if chunks == "tiny":
+        request.getfixturevalue("tiny_chunks")
+    path = tmp_path / "mixed.txt"
+    path.write_text(MIXED, encoding="utf-8")
+    config = _config()
+    tokenizer, train, val, val_chars = _in_memory(path, kind, config, normalization)
+    data = prepare([path], TokenizerConfig(kind=kind, normalization=normalization), config)
+    assert data.tokenizer.vocabulary == tokenizer.vocabulary
+    assert data.tokenizer.get_config() == tokenizer.get_config()
+    for ours, theirs in ((data.train, train), (data.validation, val)):
+        assert len(ours) == len(theirs)
+        for k in range(len(ours)):
+            for a, b in zip(ours.window(k), theirs.window(k)):
+                assert a.dtype == np.int32 and np.array_equal(a, b)
+    assert data.val_chars_per_token == pytest.approx(val_chars / data.val_tokens, rel=1e-12)
+    assert _mapped(data.train.streams) and _mapped(data.validation.streams)
+
+
+def test_bundled_corpus_batches_match_and_stay_memory_mapped(tmp_path):
+    config = TrainConfig(batch_size=16, bptt=50)
+    tokenizer, train, val, _ = _in_memory(BUNDLED_CORPUS, "char", config)
+    data = prepare([BUNDLED_CORPUS], TokenizerConfig(), config, data_config=DataConfig(cache_dir=str(tmp_path)))
+    assert data.train.streams.dtype == np.uint8  # 30-odd symbols: one byte per token on disk
+    assert np.array_equal(data.train.streams, train.streams) and np.array_equal(data.validation.streams, val.streams)
+    assert _mapped(data.train.streams)
+    assert data.token_file and os.path.getsize(data.token_file) == data.train_tokens + data.val_tokens
+
+
+@pytest.mark.parametrize("kind", ["char", "byte"])
+def test_token_file_round_trips_to_the_text(tmp_path, tiny_chunks, kind):
+    path = tmp_path / "mixed.txt"
+    path.write_text(MIXED, encoding="utf-8")
+    data = prepare([path], TokenizerConfig(kind=kind), _config(), data_config=DataConfig(cache_dir=str(tmp_path / "c")))
+    ids = np.memmap(data.token_file, dtype=json.loads(open(data.token_file[:-7] + ".json").read())["dtype"])
+    if kind == "char":  # the validation part may hold characters the training part lacked
+        tokenizer = build_tokenizer("char", MIXED)
+        assert set(data.tokenizer.vocabulary) == set(tokenizer.vocabulary)
+    assert data.tokenizer.decode(ids) == MIXED
+
+
+def test_documents_are_separated_by_a_doc_token(tmp_path, tiny_chunks):
+    texts = ["first file\nends without a newline", "second: naïve 🙂\n", "", "fourth\n" * 30]
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i, text in enumerate(texts):
+        (folder / f"{i}.txt").write_text(text, encoding="utf-8")
+    data = prepare([folder], TokenizerConfig(), _config(batch_size=2, bptt=4, val_fraction=0.2),
+                   data_config=DataConfig(cache_dir=str(tmp_path / "c")))
+    doc = data.tokenizer.index[DOC]
+    assert doc == 2 and doc in data.tokenizer.special_ids
+    ids = np.fromfile(data.token_file, dtype=np.uint8)
+    pieces = np.split(ids, np.flatnonzero(ids == doc))
+    assert [data.tokenizer.decode(p[p != doc]) for p in pieces] == texts
+    # A single file has no <doc> in its vocabulary: its ids are as before.
+    single = prepare([folder / "3.txt"], TokenizerConfig(), _config(batch_size=2, bptt=4))
+    assert DOC not in single.tokenizer.index
+
+
+def test_second_run_reuses_the_cache_and_a_changed_corpus_never_gets_it(tmp_path):
+    path = tmp_path / "c.txt"
+    text = BUNDLED_CORPUS.read_text(encoding="utf-8")[:50_000]
+    path.write_text(text, encoding="utf-8")
+    settings = dict(tokenizer_config=TokenizerConfig(), train_config=_config(),
+                    data_config=DataConfig(cache_dir=str(tmp_path / "cache")))
+    first = prepare([path], **settings)
+    second = prepare([path], **settings)
+    assert not first.cached and second.cached and first.token_file == second.token_file
+    assert np.array_equal(first.train.streams, second.train.streams)
+    # Same size, one character changed: a different key, a fresh token file.
+    path.write_text(text[:1000] + ("X" if text[1000] != "X" else "Y") + text[1001:], encoding="utf-8")
+    third = prepare([path], **settings)
+    assert not third.cached and third.token_file != first.token_file
+    assert "X" in third.tokenizer.vocabulary
+    # Other tokenizer settings or val fraction: other keys too.
+    other = prepare([path], TokenizerConfig(kind="byte"), _config(), data_config=settings["data_config"])
+    assert not other.cached and other.token_file not in (first.token_file, third.token_file)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "header"])
+def test_damaged_cached_token_file_is_detected_and_rebuilt(tmp_path, damage):
+    path = tmp_path / "c.txt"
+    path.write_text(BUNDLED_CORPUS.read_text(encoding="utf-8")[:30_000], encoding="utf-8")
+    settings = dict(tokenizer_config=TokenizerConfig(), train_config=_config(),
+                    data_config=DataConfig(cache_dir=str(tmp_path / "cache")))
+    good = prepare([path], **settings)
+    expected = np.array(good.train.streams)
+    token_file = good.token_file
+    del good
+    if damage == "truncate":
+        os.truncate(token_file, 20_000)
+    elif damage == "flip":
+        with open(token_file, "r+b") as f:
+            f.seek(12_345)
+            byte = f.read(1)
+            f.seek(12_345)
+            f.write(bytes([byte[0] ^ 0x01]))
+    else:
+        with open(token_file[: -len(".tokens")] + ".json", "w") as f:
+            f.write('{"format": 1, "dtyp')
+    lines = []
+    again = prepare([path], **settings, log=lines.append)
+    assert not again.cached
+    assert any("warning" in line and "rebuilding" in line for line in lines)
+    assert np.array_equal(again.train.streams, expected)
+    assert prepare([path], **settings).cached  # and the rebuilt file is good
+
+
+def test_normalization_equals_whole_text_normalization_across_chunks(tmp_path, tiny_chunks):
+    decomposed = unicodedata.normalize("NFD", MIXED)
+    path = tmp_path / "nfd.txt"
+    path.write_text(decomposed, encoding="utf-8")
+    data = prepare([path], TokenizerConfig(normalization="NFC"), _config())
+    train, _ = split_text(decomposed, 0.1)
+    assert data.tokenizer.vocabulary[2:] == sorted(set(unicodedata.normalize("NFC", train)))
+
+
+def test_glob_reads_matching_files_in_order(tmp_path):
+    for name in ("b.txt", "a.txt", "c.md"):
+        (tmp_path / name).write_text(f"{name} " * 200)
+    data = prepare([str(tmp_path / "*.txt")], TokenizerConfig(), _config(batch_size=2, bptt=4))
+    assert [os.path.basename(f) for f in data.files] == ["a.txt", "b.txt"]
+
+
+def _error_line(result):
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code != 0 and lines, result.output
+    assert lines[-1].startswith("charlm: error:") and "Traceback" not in result.output
+    return lines[-1]
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    runner = CliRunner()
+    line = _error_line(runner.invoke(main, ["train", str(tmp_path / "nothing-*.txt"), "-o", str(tmp_path / "r")]))
+    assert "no files match" in line
+    (tmp_path / "file").write_text("x")
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("some text " * 100)
+    line = _error_line(runner.invoke(main, ["train", str(corpus), "-o", str(tmp_path / "r"),
+                                            "--cache-dir", str(tmp_path / "file" / "cache")]))
+    assert "cache directory" in line and "--cache-dir" in line
+    line = _error_line(runner.invoke(main, ["train", str(corpus), "-o", str(tmp_path / "r"), "--tfds-split", "train"]))
+    assert "--tfds-split" in line and "tfds:" in line
+
+
+def test_binary_files_in_a_directory_are_skipped_with_a_counted_warning(tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "text.txt").write_text("plain text here " * 100)
+    (folder / "blob1.dat").write_bytes(b"\x00\x01\x02" * 100)
+    (folder / "blob2.bin").write_bytes(b"abc\x00" * 100)
+    data = prepare([folder], TokenizerConfig(), _config(batch_size=2, bptt=4))
+    assert [os.path.basename(f) for f in data.files] == ["text.txt"]
+    warning = capsys.readouterr().err.strip()
+    assert warning.startswith("charlm: warning: skipped 2 binary files") and "\n" not in warning
