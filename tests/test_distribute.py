@@ -1,0 +1,88 @@
+"""Training under tf.distribute means the same as on one device.
+
+No accelerator here: two logical CPU devices stand in for two replicas.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_two_replicas_match_one_device_with_binding_clip(cell, tiny_corpus):
+    steps = 12
+    result = subprocess.run(
+        [sys.executable, str(PROGRAMS / "replica_equivalence.py"), str(tiny_corpus), cell, "0.1", str(steps)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads(result.stdout.strip().splitlines()[-1])
+    one, two = runs["one"], runs["two"]
+    assert (one["replicas"], two["replicas"]) == (1, 2)
+    # The clip binds: the gradient norm is above 0.1 at every step.
+    assert min(one["norms"]) > 0.1
+    # float32 sums in a different order: agreement to ~1e-5 relative, not bit for bit.
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-4)
+    np.testing.assert_allclose(two["norms"], one["norms"], rtol=1e-3)
+    assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
+    for a, b in zip(one["weights"], two["weights"]):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=1e-4)
+    # Replica r carried the states of streams r*b..(r+1)*b: same states, same order.
+    for a, b in zip(one["states"], two["states"]):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=1e-4)
+
+
+def test_jit_compiled_step_matches_the_plain_step(tiny_corpus):
+    """The TPU path compiles the training step with XLA; on CPU the same step must agree."""
+    from charlm.backend import import_keras
+
+    keras = import_keras()
+    from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
+    from charlm.data import prepare
+    from charlm.model import build_model
+    from charlm.trainer import Trainer
+
+    model_config = ModelConfig(cell="lstm", layers=2, hidden=16, embedding=8)
+    train_config = TrainConfig(batch_size=4, bptt=16, clipnorm=0.5, val_fraction=0.1)
+    data = prepare([tiny_corpus], TokenizerConfig(), train_config)
+    keras.utils.set_random_seed(3)
+    initial = build_model(model_config, data.tokenizer.vocab_size).get_weights()
+
+    def run(jit):
+        model = build_model(model_config, data.tokenizer.vocab_size)
+        model.set_weights(initial)
+        trainer = Trainer(model, train_config, model_config, jit_compile=jit)
+        states = trainer.zero_states(4)
+        losses = []
+        for _, (x, y) in zip(range(4), trainer.windows(data.train)):
+            loss, _, states = trainer.train_step(x, y, states)
+            losses.append(float(loss))
+        return losses, model.get_weights()
+
+    plain_losses, plain_weights = run(False)
+    jit_losses, jit_weights = run(True)
+    np.testing.assert_allclose(jit_losses, plain_losses, rtol=1e-5)
+    for a, b in zip(plain_weights, jit_weights):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_fast_forward_equals_the_keras_model(tiny_model_path):
+    """The training forward pass (hand-written kernels) computes what the saved model computes."""
+    import charlm
+    from charlm.forward import make_forward
+
+    lm = charlm.load(tiny_model_path)
+    tokens = lm.tokenizer.encode("the keys to the cabinet are here .\nthe key")[None, :]
+    states = lm.zero_states(1)
+    expected, expected_states = lm.logits(tokens, states)
+    logits, new_states = make_forward(lm.model, lm.config, fast=True)(tokens, states, False)
+    np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+    for a, b in zip(expected_states, new_states):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5)
