@@ -99,6 +99,7 @@ class Trainer:
         replica_train = tf.function(self._replica_train, jit_compile=jit_compile) if jit_compile else self._replica_train
         self._replica_train_fn = replica_train
         self.train_step = tf.function(self._train_step)
+        self._multi_step = {}
         self.eval_step = tf.function(self._eval_step)
 
     # -- steps ---------------------------------------------------------------
@@ -128,6 +129,24 @@ class Trainer:
         loss = self.strategy.reduce(SUM, loss, axis=None)
         norm = self.strategy.experimental_local_results(norm)[0]  # the same on every replica
         return loss, norm, states
+
+    def train_steps(self, iterator, states, steps: int):
+        """``steps`` training steps in one compiled call (``--steps-per-execution``):
+        fewer host round trips, which is what a TPU needs. ``iterator`` yields
+        windows as :meth:`windows` makes them. Returns (losses (steps,), grad norms
+        (steps,), states)."""
+        if steps not in self._multi_step:
+            self._multi_step[steps] = tf.function(lambda it, st: self._steps(it, st, steps))
+        return self._multi_step[steps](iterator, states)
+
+    def _steps(self, iterator, states, steps):
+        losses, norms = [], []
+        for _ in range(steps):  # unrolled: states stay per-replica values between steps
+            x, y = next(iterator)
+            loss, norm, states = self._train_step(x, y, states)
+            losses.append(loss)
+            norms.append(norm)
+        return tf.stack(losses), tf.stack(norms), states
 
     def _replica_eval(self, x, y, states):
         logits, new_states = self.forward(x, states, False)

@@ -86,3 +86,38 @@ def test_fast_forward_equals_the_keras_model(tiny_model_path):
     np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
     for a, b in zip(expected_states, new_states):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_several_steps_per_execution_equal_single_steps(tiny_corpus):
+    from charlm.backend import import_keras
+
+    keras = import_keras()
+    from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
+    from charlm.data import prepare
+    from charlm.model import build_model
+    from charlm.trainer import Trainer
+
+    model_config = ModelConfig(cell="gru", layers=1, hidden=16, embedding=8)
+    train_config = TrainConfig(batch_size=4, bptt=16, val_fraction=0.1)
+    data = prepare([tiny_corpus], TokenizerConfig(), train_config)
+    keras.utils.set_random_seed(5)
+    initial = build_model(model_config, data.tokenizer.vocab_size).get_weights()
+
+    def trainer():
+        model = build_model(model_config, data.tokenizer.vocab_size)
+        model.set_weights(initial)
+        return Trainer(model, train_config, model_config)
+
+    single = trainer()
+    states, single_losses = single.zero_states(4), []
+    for _, (x, y) in zip(range(6), single.windows(data.train)):
+        loss, _, states = single.train_step(x, y, states)
+        single_losses.append(float(loss))
+    multi = trainer()
+    iterator = iter(multi.windows(data.train))
+    states = multi.zero_states(4)
+    losses_a, _, states = multi.train_steps(iterator, states, 4)
+    losses_b, _, states = multi.train_steps(iterator, states, 2)
+    np.testing.assert_allclose(np.concatenate([losses_a, losses_b]), single_losses, rtol=1e-5)
+    for a, b in zip(single.model.get_weights(), multi.model.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
