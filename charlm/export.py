@@ -248,7 +248,8 @@ def _module_class():
             _, tokens, *_ = tf.while_loop(
                 lambda t, *_: t < steps, generate, (tf.constant(0), tokens, logits, *states)
             )
-            out = tf.reshape(tf.transpose(tokens.stack()), [batch, steps])  # (B, L), also when L = 0
+            # (B, L); an empty TensorArray of unknown row count cannot be stacked, hence the cond.
+            out = tf.cond(steps > 0, lambda: tf.transpose(tokens.stack()), lambda: tf.zeros([batch, 0], tf.int32))
             generated = self.detokenize(prompts, out)
             return {"generated": generated, "text": prompts + generated}
 
