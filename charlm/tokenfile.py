@@ -4,9 +4,11 @@ A corpus of any size is tokenized with memory that does not grow with it:
 
 pass 0  (scan)    read every document in 4 MiB chunks: sha256 of the bytes (the
                   cache key), the number of characters, the number of documents.
-pass 1  (vocab)   the training region only: which characters (char) or how often
-                  each word (word) occur. Skipped for byte, and when a tokenizer
-                  is given (fine-tuning).
+pass 1  (vocab)   the training region only: which characters (char with
+                  normalization) or how often each word (word) occur. Skipped for
+                  byte; for char without normalization, pass 0 notes where each
+                  character first occurs instead; and when a tokenizer is given
+                  (fine-tuning).
 pass 2  (encode)  every document again, token ids written to ``<key>.tokens`` in the
                   narrowest unsigned type that holds the vocabulary (uint8, uint16
                   or uint32), training tokens first, then validation tokens.
@@ -21,18 +23,19 @@ regions (a TFDS train/validation split pair) is not cut: region 0 trains, region
 validates.
 
 Documents: between two documents (files, TFDS examples) one ``<doc>`` token is
-written. The vocabulary holds ``<doc>`` only when the corpus has more than one
+written. The vocabulary holds ``<doc>`` only when a region has more than one
 document (char: id 2 after ``<pad>``, ``<unk>``; word: id 3 after ``<eol>``; byte:
 id 257), so a single file tokenizes exactly as before. A ``<doc>`` at the cut
 belongs to the region where the next document starts. A given tokenizer without
 ``<doc>`` gets the encoding of a newline between documents instead.
 
-Text is decoded in pieces that end just after the last newline (or else space)
-of a chunk, carrying the rest into the next chunk: no UTF-8 sequence, word or
+Text is read in pieces that end just after the last newline (or else space) of a
+chunk, the rest carried into the next chunk: no UTF-8 sequence, word or
 normalization unit is split, so the pieces tokenize exactly like the whole text.
-Char tokenization of ASCII pieces with at most 256 symbols runs through
-``bytes.translate`` (about 1 GB/s); other pieces through a numpy lookup table of
-code points (about 100 MB/s); the word tokenizer runs in Python (a few MB/s).
+Pure-ASCII pieces stay bytes: char tokenization with at most 256 symbols is then
+one ``bytes.translate`` call (about 1 GB/s); other pieces go through a numpy table
+indexed by code point (about 100 MB/s); the word tokenizer runs in Python (about
+2-4 MB/s).
 
 The cache: ``<key>.tokens`` and ``<key>.json`` in the cache directory. The key is
 the sha256 of the document bytes and sizes, the tokenizer settings (or the given
@@ -45,7 +48,6 @@ tokenizing), and a file that fails either is reported and rebuilt, never used.
 
 from __future__ import annotations
 
-import codecs
 import collections
 import hashlib
 import json
@@ -66,6 +68,7 @@ from charlm.tokenizers import (
 
 FORMAT = 1
 _SPACE = re.compile(r"\s")  # the same characters as str.isspace()
+_ASCII_SPACE = re.compile(rb"[\t\n\x0b\x0c\r\x1c-\x1f ]")  # str.isspace() within ASCII
 _READ = 16 << 20  # bytes per read when checking a token file's CRC
 
 
@@ -110,7 +113,9 @@ def build_token_file(source, tokenizer_config, val_fraction: float, cache_dir=No
     log = log or (lambda line: None)
     kind = tokenizer_config.kind
     errors = "surrogateescape" if kind == "byte" else tokenizer_config.encoding_errors
-    scan = _scan(source, errors)
+    # Char vocabularies without normalization come out of pass 0 (first occurrences).
+    first_seen = _FirstSeen() if kind == "char" and not tokenizer_config.normalization and not tokenizer else None
+    scan = _scan(source, errors, first_seen)
     key = _cache_key(source, scan, tokenizer_config, val_fraction, tokenizer)
     if cache_dir is not None:
         cache_dir = _writable_cache(cache_dir)
@@ -122,7 +127,10 @@ def build_token_file(source, tokenizer_config, val_fraction: float, cache_dir=No
         cut = scan["chars"][0] - int(round(scan["chars"][0] * val_fraction))
     layout = _Layout(source, errors, cut, on_whitespace=kind == "word")
     multi_doc = max(scan["documents"]) > 1  # a <doc> token will occur
-    if tokenizer is None:
+    if first_seen is not None:
+        symbols = first_seen.symbols(before=scan["chars"][0] if cut is None else cut)
+        tokenizer = CharTokenizer([PAD, UNK] + ([DOC] if multi_doc else []) + symbols)
+    elif tokenizer is None:
         tokenizer = _build_vocabulary(layout, tokenizer_config, multi_doc)
     directory = cache_dir if cache_dir is not None else Path(tempfile.mkdtemp(prefix="charlm-tokens-"))
     started = time.perf_counter()
@@ -145,40 +153,47 @@ def build_token_file(source, tokenizer_config, val_fraction: float, cache_dir=No
 
 
 def iter_text(chunks, name: str, errors: str):
-    """Decode byte ``chunks`` of one document as UTF-8 and yield text pieces that end
-    just after a newline or space (except the last piece), so that pieces can be
-    tokenized independently. ``errors``: strict, replace or surrogateescape."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors)
-    offset, carry = 0, ""
+    """Split the byte ``chunks`` of one document into pieces that end just after a
+    newline or space (except the last piece), and decode each as UTF-8: a pure-ASCII
+    piece stays ``bytes`` (one byte per character), any other becomes ``str``.
+
+    A newline or space byte never occurs inside a UTF-8 sequence, so each piece
+    decodes, and tokenizes, exactly as it would within the whole text.
+    ``errors``: strict, replace or surrogateescape.
+    """
+    pending, offset = [], 0  # bytes after the last break so far; byte offset of the next piece
     for raw in chunks:
-        pending = len(decoder.getstate()[0])
-        try:
-            text = decoder.decode(raw)
-        except UnicodeDecodeError as error:
-            at = offset - pending + error.start
-            raise CharlmError(
-                f"{name}: byte {at} (0x{error.object[error.start]:02x}) is not valid UTF-8; convert the file to "
-                "UTF-8, use --tokenizer byte, or pass --encoding-errors replace"
-            ) from None
-        offset += len(raw)
-        if carry:
-            text = carry + text
-        end = text.rfind("\n")
+        end = raw.rfind(b"\n")
         if end < 0:
-            end = text.rfind(" ")
+            end = raw.rfind(b" ")
         if end < 0:
-            carry = text  # no break yet: a very long line or word; keep reading
+            pending.append(raw)  # no break yet: a very long line or word; keep reading
             continue
-        carry = text[end + 1:]
-        yield text[: end + 1]
+        head = b"".join([*pending, raw[: end + 1]]) if pending else raw[: end + 1]
+        pending = [raw[end + 1:]]
+        yield _decode(head, name, offset, errors)
+        offset += len(head)
+    tail = b"".join(pending)
+    if tail:
+        yield _decode(tail, name, offset, errors)
+
+
+def _decode(data: bytes, name: str, offset: int, errors: str):
+    if data.isascii():
+        return data
     try:
-        carry += decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
+        return data.decode("utf-8", errors)
+    except UnicodeDecodeError as error:
+        at = offset + error.start
         raise CharlmError(
-            f"{name}: ends inside a UTF-8 sequence; convert the file to UTF-8 or pass --encoding-errors replace"
+            f"{name}: byte {at} (0x{data[error.start]:02x}) is not valid UTF-8; convert the file to "
+            "UTF-8, use --tokenizer byte, or pass --encoding-errors replace"
         ) from None
-    if carry:
-        yield carry
+
+
+def _str(piece) -> str:
+    """A piece as ``str`` (ASCII pieces come as bytes)."""
+    return piece.decode("ascii") if isinstance(piece, bytes) else piece
 
 
 def _hashing(chunks, digest, sizes: list):
@@ -189,8 +204,9 @@ def _hashing(chunks, digest, sizes: list):
         yield chunk
 
 
-def _scan(source, errors: str) -> dict:
-    """Pass 0: content hash, characters per region, documents, total bytes."""
+def _scan(source, errors: str, first_seen: _FirstSeen | None = None) -> dict:
+    """Pass 0: content hash, characters per region, documents, total bytes; and the
+    first occurrences of characters in region 0 into ``first_seen``."""
     digest, layout = hashlib.sha256(), hashlib.sha256()
     chars, documents, total, content = [], [], 0, False
     for region in range(source.num_regions):
@@ -199,8 +215,10 @@ def _scan(source, errors: str) -> dict:
         for name, chunks in source.documents(region):
             sizes = [0]
             for piece in iter_text(_hashing(chunks, digest, sizes), name, errors):
+                if first_seen is not None and region == 0:
+                    first_seen.update(piece, count)
                 count += len(piece)
-                content = content or not piece.isspace()
+                content = content or not _str(piece).isspace()
             layout.update(f"{region}:{sizes[0]};".encode())
             documents[-1] += 1
             total += sizes[0]
@@ -209,6 +227,38 @@ def _scan(source, errors: str) -> dict:
         raise CharlmError(f"corpus is empty: {', '.join(source.files)}")
     return {"fingerprint": digest.hexdigest(), "layout": layout.hexdigest(), "chars": chars,
             "documents": documents, "bytes": total}
+
+
+class _FirstSeen:
+    """Where each character first occurs (a character position in region 0), so that
+    the char vocabulary of the training part, positions [0, cut), needs no pass of its own."""
+
+    def __init__(self):
+        self.first: dict[int, int] = {}  # code point -> position
+        self.ascii = b""  # the ASCII bytes seen so far
+
+    def update(self, piece, pos: int):
+        """Note the characters of ``piece`` (bytes: ASCII; or str) that starts at position ``pos``."""
+        data = piece if isinstance(piece, bytes) else piece.encode("utf-8", "surrogatepass")
+        # Deleting the ASCII bytes already seen leaves new ASCII bytes and whole
+        # multi-byte sequences: usually nothing, so the common case is one C call.
+        rest = data.translate(None, self.ascii)
+        if not rest:
+            return
+        if isinstance(piece, bytes):  # one byte per character
+            for byte in np.flatnonzero(np.bincount(np.frombuffer(rest, dtype=np.uint8))).tolist():
+                self.first[byte] = pos + piece.index(byte)
+        else:
+            new = set(_codepoints(rest.decode("utf-8", "surrogatepass")).tolist()) - self.first.keys()
+            if new:
+                codepoints = _codepoints(piece)
+                for code in new:
+                    self.first[code] = pos + int(np.argmax(codepoints == code))
+        self.ascii = bytes(sorted(c for c in self.first if c < 128))
+
+    def symbols(self, before: int | None = None) -> list[str]:
+        """The characters that occur before position ``before`` (default: anywhere), in code point order."""
+        return [chr(c) for c in sorted(self.first) if before is None or self.first[c] < before]
 
 
 class _Layout:
@@ -245,7 +295,7 @@ class _Layout:
                 else:
                     at = cut - pos
                     if self.on_whitespace:
-                        space = _SPACE.search(piece, at)
+                        space = (_ASCII_SPACE if isinstance(piece, bytes) else _SPACE).search(piece, at)
                         at = space.start() if space else len(piece)
                     cut = pos + at  # where the cut finally is
                     if at:
@@ -264,29 +314,20 @@ def _build_vocabulary(layout: _Layout, config, multi_doc: bool) -> Tokenizer:
     if config.kind == "byte":
         return ByteTokenizer(ByteTokenizer().vocabulary + ([DOC] if multi_doc else []))
     specials = [PAD, UNK] + ([EOL] if config.kind == "word" else []) + ([DOC] if multi_doc else [])
-    if config.kind == "char":
-        present = np.zeros(0x110000, dtype=bool)
-        seen_ascii = b""
+    if config.kind == "char":  # with normalization: the characters of the normalized text
+        seen = _FirstSeen()
         for region, piece in layout:
             if region:
                 break
-            if piece is None:
-                continue
-            data = _normalize(piece, config.normalization).encode("utf-8", "surrogatepass")
-            # Deleting the ASCII bytes already known leaves new ASCII bytes and whole
-            # multi-byte sequences: usually nothing, so the common case is one C call.
-            rest = data.translate(None, seen_ascii)
-            if rest:
-                present[_codepoints(rest.decode("utf-8", "surrogatepass"))] = True
-                seen_ascii = bytes(np.flatnonzero(present[:128]).astype(np.uint8))
-        symbols = [chr(c) for c in np.flatnonzero(present)]
-        return CharTokenizer(specials + symbols, config.normalization)
+            if piece is not None:  # (normalization leaves ASCII as it is)
+                seen.update(piece if isinstance(piece, bytes) else _normalize(piece, config.normalization), 0)
+        return CharTokenizer(specials + seen.symbols(), config.normalization)
     counts = collections.Counter()
     for region, piece in layout:
         if region:
             break
         if piece is not None:
-            counts.update(piece.split())
+            counts.update(_str(piece).split())
     for special in (PAD, UNK, EOL, DOC):
         counts.pop(special, None)
     words = sorted(counts, key=lambda w: (-counts[w], w))
@@ -320,16 +361,19 @@ class _Encoder:
             if dtype == np.uint8:
                 self.ascii = bytes(int(self.table[min(b, size - 1)]) for b in range(256))
 
-    def __call__(self, piece: str):
+    def __call__(self, piece):
+        ascii_piece = isinstance(piece, bytes)
         if self.kind == "char":
+            if ascii_piece:  # (normalization leaves ASCII as it is)
+                if self.ascii is not None:
+                    return piece.translate(self.ascii)
+                return np.take(self.table, np.frombuffer(piece, dtype=np.uint8), mode="clip")
             piece = _normalize(piece, self.tokenizer.normalization)
-            if self.ascii is not None and piece.isascii():
-                return piece.encode("ascii").translate(self.ascii)
             return np.take(self.table, _codepoints(piece), mode="clip")
         if self.kind == "byte":
-            return (np.frombuffer(piece.encode("utf-8", "surrogateescape"), dtype=np.uint8)
-                    .astype(self.dtype) + 1)
-        return self.tokenizer.encode(piece).astype(self.dtype)
+            data = piece if ascii_piece else piece.encode("utf-8", "surrogateescape")
+            return np.frombuffer(data, dtype=np.uint8).astype(self.dtype) + 1
+        return self.tokenizer.encode(_str(piece)).astype(self.dtype)
 
 
 def _doc_ids(tokenizer: Tokenizer, encode) -> bytes:
