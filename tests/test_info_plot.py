@@ -1,0 +1,121 @@
+"""`charlm info` on a trained model and on files that are not charlm models; `charlm plot`
+of one run, of several runs, and of directories that are not runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from charlm.cli import main
+
+
+def one_line_error(result, code=1):
+    assert result.exit_code == code, result.output
+    assert result.stderr.startswith("charlm: error:") and result.stderr.count("\n") == 1, result.stderr
+    return result.stderr
+
+
+def test_info_describes_the_tiny_model(tiny_model_path, tiny_run):
+    import charlm
+
+    result = CliRunner().invoke(main, ["info", "--json", str(tiny_model_path)])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    lm = charlm.load(tiny_model_path)
+    assert info["parameters"] == lm.model.count_params()
+    assert info["model"] == {"cell": "lstm", "layers": 2, "hidden": 32, "embedding": 16, "dropout": 0.0}
+    assert [layer["name"].split("_")[0] for layer in info["layers"]] == ["embedding", "lstm", "lstm", "dense"]
+    assert info["tokenizer"]["kind"] == "char"
+    assert info["tokenizer"]["vocab_size"] == lm.tokenizer.vocab_size == tiny_run["vocab_size"]
+    assert info["tokenizer"]["symbols"] == lm.tokenizer.vocabulary
+    assert info["best_val_loss"] == pytest.approx(tiny_run["best_val_loss"])
+    assert info["best_val_bits_per_char"] == pytest.approx(tiny_run["best_val_bits_per_char"])
+    assert info["train"]["bptt"] == 32 and len(info["corpus"]["sha256"]) == 64
+    assert set(info["versions"]) == {"keras", "tensorflow"}
+
+    text = CliRunner().invoke(main, ["info", str(tiny_model_path)]).stdout
+    assert f"charlm 2x32 LSTM language model, {lm.model.count_params():,} parameters" in text
+    assert "tokenizer:   char, vocabulary of" in text
+    assert repr("".join(lm.tokenizer.vocabulary[2:])) in text  # the characters, newline visible
+    assert f"{tiny_run['best_val_bits_per_char']:.4f} bits/char" in text
+
+
+def test_info_on_files_that_are_not_charlm_models(tmp_path):
+    import keras
+
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    assert "not a Keras model file" in one_line_error(CliRunner().invoke(main, ["info", str(text)]))
+    plain = tmp_path / "plain.keras"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(plain)
+    assert "not a charlm model" in one_line_error(CliRunner().invoke(main, ["info", str(plain)]))
+    assert "not found" in one_line_error(CliRunner().invoke(main, ["info", str(tmp_path / "none.keras")]))
+
+
+def png_size(path):
+    """(width, height) from a PNG's header."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_plot_one_run(tiny_run, tmp_path):
+    out = tmp_path / "run.png"
+    result = CliRunner().invoke(main, ["plot", tiny_run["run_dir"], "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    width, height = png_size(out)
+    assert 800 <= width <= 2000 and 300 <= height <= 1000
+    assert 10_000 < out.stat().st_size < 2_000_000
+
+
+def fake_run(path, epochs=4, agreement=True, resumed_at=None):
+    """A run directory as training writes it: history.json per epoch and steps.csv per step."""
+    path.mkdir()
+    rows, lines = [], ["step,tokens_seen,loss,grad_norm,lr"]
+    for epoch in range(1, epochs + 1):
+        row = {"epoch": epoch, "step": 50 * epoch, "tokens_seen": 12800 * epoch, "train_loss": 3.0 / epoch,
+               "val_loss": 3.1 / epoch, "val_bits_per_char": 4.4 / epoch, "saved": True}
+        if agreement:
+            row["agreement_accuracy"] = 0.5 + 0.1 * epoch
+        rows.append(row)
+    for step in range(1, 50 * epochs + 1):
+        lines.append(f"{step},{256 * step},{3.2 * 50 / (50 + step):.4f},1.0,0.002")
+    if resumed_at:  # a resumed run logs some steps twice; the later lines win
+        lines += [f"{s},{256 * s},9.0,1.0,0.002" for s in range(resumed_at, 50 * epochs + 1)]
+    (path / "history.json").write_text(json.dumps(rows))
+    (path / "steps.csv").write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_plot_compares_runs_with_agreement(tiny_run, tmp_path):
+    out = tmp_path / "compare.png"
+    other = fake_run(tmp_path / "other")
+    result = CliRunner().invoke(main, ["plot", tiny_run["run_dir"], str(other), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    width, height = png_size(out)
+    assert 800 <= width <= 2000 and 700 <= height <= 1600  # a second row: agreement accuracy
+
+
+def test_step_log_reading_keeps_the_last_line_per_step(tmp_path):
+    from charlm.plotting import read_run
+
+    run = read_run(fake_run(tmp_path / "resumed", resumed_at=120))
+    assert run.steps == list(range(1, 201))
+    assert run.loss[118] != 9.0 and run.loss[119:] == [9.0] * 81
+    assert run.accuracy_columns() == ["agreement_accuracy"]
+
+
+def test_plot_errors(tmp_path, tiny_run):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "has no history.json" in one_line_error(CliRunner().invoke(main, ["plot", str(empty)]))
+    assert "not found" in one_line_error(CliRunner().invoke(main, ["plot", str(tmp_path / "nothing")]))
+    run = shutil.copytree(tiny_run["run_dir"], tmp_path / "copy")
+    (run / "history.json").write_text("[]")
+    assert "no epochs yet" in one_line_error(CliRunner().invoke(main, ["plot", str(run)]))
+    bad = one_line_error(CliRunner().invoke(main, ["plot", tiny_run["run_dir"], "-o", str(tmp_path / "x.txt")]))
+    assert ".png" in bad
+    assert not list(tmp_path.glob("*.txt")) and not list(tmp_path.glob(".*"))
