@@ -101,8 +101,9 @@ def start_ids(tokenizer, context: str = START_CONTEXT) -> np.ndarray:
 
 def plan_streams(n: int, settings: StreamSettings) -> int:
     """How many parallel pieces ``n`` scored tokens are cut into: up to ``settings.streams``,
-    each at least four warm-ups (or windows) long so that warm-up stays a small overhead."""
-    return max(1, min(settings.streams, n // (4 * max(settings.warmup, settings.window))))
+    each at least four windows long (with the default warm-up of one window, reading
+    the warm-up costs at most a quarter more)."""
+    return max(1, min(settings.streams, n // (4 * settings.window)))
 
 
 def stream_logprobs(scorer: TokenScorer, ids, start, settings: StreamSettings = StreamSettings()) -> np.ndarray:

@@ -78,19 +78,20 @@ class ItemScorer:
             versions = [(good, first), (bad, first)]
             changed_good, changed_bad = _differing(good, bad)
         else:
-            head = encode(item.prefix if word or not item.prefix else item.prefix + " ")
-            base = np.concatenate([self.context, head])
-            boundary = self._boundary(item)
+            base = np.concatenate([self.context, encode(item.prefix)])
             first = max(1, len(base))
-            continuations = [encode(form if word else form + boundary) for form in (item.correct, item.wrong)]
+            # " form" + boundary; a word model's tokens are whole words already.
+            space = " " if item.prefix and not word else ""
+            boundary = "" if word else self._boundary(item)
+            continuations = [encode(space + form + boundary) for form in (item.correct, item.wrong)]
             versions = [(np.concatenate([base, c]), first) for c in continuations]
             changed_good, changed_bad = continuations
-        if np.array_equal(versions[0][0], versions[1][0]):
-            return [], "the two forms are the same after tokenization"
         unk = self.tokenizer.unk_id
         if unk is not None and (np.any(changed_good == unk) or np.any(changed_bad == unk)):
             what = "word" if word else "character"
             return [], f"a form has a {what} outside the model's vocabulary"
+        if np.array_equal(versions[0][0], versions[1][0]):
+            return [], "the two forms are the same after tokenization"
         return [(ids.astype(np.int32), start) for ids, start in versions], None
 
     def _boundary(self, item: Item) -> str:
@@ -133,3 +134,11 @@ class ItemScorer:
             for row, index in enumerate(batch):
                 out[index] = float(sums[row])
         return out
+
+
+def _differing(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The tokens where two sequences differ: each without their common start and end."""
+    n = min(len(a), len(b))
+    start = next((k for k in range(n) if a[k] != b[k]), n)
+    end = next((k for k in range(n - start) if a[len(a) - 1 - k] != b[len(b) - 1 - k]), n - start)
+    return a[start : len(a) - end], b[start : len(b) - end]
