@@ -53,7 +53,7 @@ def export_saved_model(lm, directory, force: bool = False, max_length: int = DEF
     import tensorflow as tf
 
     directory = Path(directory)
-    _check_target(directory, force)
+    check_target(directory, force)
     if max_length < 1:
         raise CharlmError(f"--max-length must be at least 1, got {max_length}")
     module = build_generator(lm, max_length)
@@ -72,7 +72,8 @@ def export_saved_model(lm, directory, force: bool = False, max_length: int = DEF
     return directory
 
 
-def _check_target(directory: Path, force: bool):
+def check_target(directory: Path, force: bool):
+    """One-line errors for a --saved-model target that cannot or must not be written."""
     if directory.exists() and not directory.is_dir():
         raise CharlmError(f"--saved-model {directory} exists and is not a directory")
     if directory.is_dir() and any(directory.iterdir()) and not force:

@@ -130,7 +130,9 @@ class StepLogObserver(Observer):
         self._file = open(path, "a", encoding="utf-8")
         if new:
             self._file.write(",".join(STEP_LOG_FIELDS) + "\n")
-        self._tokens_per_step = run.config.batch_size * run.config.bptt
+        data = getattr(run, "data", None)
+        config = run.config
+        self._tokens_per_step = data.train.tokens_per_window if data is not None else config.batch_size * config.bptt
 
     def on_step_end(self, run, step, logs):
         self._file.write(

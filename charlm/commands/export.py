@@ -18,10 +18,10 @@ def command(model, saved_model, force, max_length):
     temperature (float32; 0: the most likely token) and seed (int64), and returns
     'generated' (the continuations) and 'text' (prompt + continuation).
     Loading it needs only TensorFlow: tf.saved_model.load(DIR), or TF Serving."""
-    from charlm.export import _check_target, export_saved_model
+    from charlm.export import check_target, export_saved_model
     from pathlib import Path
 
-    _check_target(Path(saved_model), force)  # before the slow part: loading TensorFlow and the model
+    check_target(Path(saved_model), force)  # before the slow part: loading TensorFlow and the model
     from charlm.lm import load
 
     path = export_saved_model(load(model), saved_model, force=force, max_length=max_length)
