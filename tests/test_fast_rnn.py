@@ -103,18 +103,6 @@ def test_loss_on_one_final_state_only(cell):
         _assert_close(a, e, "gradient")
 
 
-def test_unroll_matches_while_loop():
-    layer, x, states, r_out, r_states = _setup("lstm", 6, seed=2)
-    kernel, recurrent_kernel, bias = layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias
-    results = []
-    for unroll in (False, True):
-        def run(x, states, unroll=unroll):
-            return rnn_sequence("lstm", x, states, kernel, recurrent_kernel, bias, unroll=unroll)
-        results.append(tf.function(_loss_and_grads)(run, layer, x, states, r_out, r_states))
-    for a, e in zip(tf.nest.flatten(results[1]), tf.nest.flatten(results[0])):
-        _assert_close(a, e, "unrolled vs while_loop")
-
-
 def test_rejects_bad_arguments():
     layer, x, states, _, _ = _setup("gru", 2)
     with pytest.raises(ValueError):

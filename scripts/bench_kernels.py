@@ -1,0 +1,278 @@
+"""Training-step throughput of charlm.fast_rnn against plain Keras layers and PyTorch.
+
+The model is the one charlm trains: Embedding(V, E) -> L stacked recurrent layers of width H ->
+Dense(V), sparse softmax cross-entropy over B x T tokens, global-norm gradient clipping at 5.0,
+Adam, recurrent states carried from one step to the next without gradient (truncated BPTT).
+
+Each variant runs in its own worker process (so TensorFlow's and PyTorch's thread pools never
+share a process), and the workers are timed in turn, A B C A B C ..., after a warm-up, because the
+2-core machine is shared and noisy: compare the ratios, not the absolute figures. Variants:
+
+    keras           keras.layers.{LSTM,GRU,SimpleRNN} in a tf.function
+    keras_jit       the same with jit_compile=True
+    fast            charlm.fast_rnn.rnn_sequence (tf.while_loop) in a tf.function
+    fast_jit        the same with jit_compile=True
+    torch           torch.nn.{LSTM,GRU,RNN} (if torch is installed)
+
+Example:
+    python scripts/bench_kernels.py                       # the standard configurations
+    python scripts/bench_kernels.py --configs lstm:2:256:64 --variants keras,fast_jit,torch
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+E, V, T = 64, 65, 64
+CLIP = 5.0
+# cell:layers:hidden:batch
+DEFAULT_CONFIGS = ["lstm:2:256:64", "gru:2:256:64", "rnn:2:256:64", "lstm:2:256:32",
+                   "lstm:2:512:128"]
+DEFAULT_VARIANTS = ["keras", "fast", "fast_jit", "torch"]
+
+
+def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
+    """Returns step(): one training step with the TensorFlow variant, synchronised."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    import keras
+
+    from charlm.fast_rnn import rnn_sequence
+
+    layer_cls = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU,
+                 "rnn": keras.layers.SimpleRNN}[cell]
+    n_states = 2 if cell == "lstm" else 1
+    keras.utils.set_random_seed(0)
+    emb = keras.layers.Embedding(V, E)
+    rnns = [layer_cls(hidden, return_sequences=True, return_state=True) for _ in range(layers)]
+    dense = keras.layers.Dense(V)
+    emb.build((batch, T))
+    for i, layer in enumerate(rnns):
+        layer.build((batch, T, E if i == 0 else hidden))
+    dense.build((batch, T, hidden))
+    variables = emb.trainable_variables + dense.trainable_variables + [
+        v for layer in rnns for v in layer.trainable_variables]
+    opt = keras.optimizers.Adam(learning_rate=2e-3)
+    opt.build(variables)
+    states = [[tf.Variable(tf.zeros((batch, hidden)), trainable=False) for _ in range(n_states)]
+              for _ in rnns]
+    fast = variant.startswith("fast")
+
+    @tf.function(jit_compile=variant.endswith("jit"))
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            h = emb(x)
+            finals = []
+            for layer, st in zip(rnns, states):
+                init = [s.value() for s in st]
+                if fast:
+                    h, fs = rnn_sequence(cell, h, init, layer.cell.kernel,
+                                         layer.cell.recurrent_kernel, layer.cell.bias)
+                else:
+                    h, *fs = layer(h, initial_state=init)
+                finals.append(fs)
+            logits = dense(h)
+            loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        grads = tape.gradient(loss, variables)
+        grads, _ = tf.clip_by_global_norm(grads, CLIP)
+        opt.apply_gradients(zip(grads, variables))
+        for st, fs in zip(states, finals):
+            for s, f in zip(st, fs):
+                s.assign(f)
+        return loss
+
+    gen = tf.random.Generator.from_seed(1)
+    data = [(gen.uniform((batch, T), 0, V, tf.int32), gen.uniform((batch, T), 0, V, tf.int32))
+            for _ in range(4)]
+    counter = [0]
+
+    def step():
+        x, y = data[counter[0] % len(data)]
+        counter[0] += 1
+        return float(train_step(x, y))
+
+    return step
+
+
+def _torch_worker(cell, layers, hidden, batch, threads):
+    """Returns step(): one training step with torch.nn.{LSTM,GRU,RNN}."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    rnn_cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    emb = torch.nn.Embedding(V, E)
+    rnn = rnn_cls(E, hidden, num_layers=layers, batch_first=True)
+    fc = torch.nn.Linear(hidden, V)
+    params = list(emb.parameters()) + list(rnn.parameters()) + list(fc.parameters())
+    opt = torch.optim.Adam(params, lr=2e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    zeros = torch.zeros(layers, batch, hidden)
+    hidden_state = [(zeros, zeros.clone()) if cell == "lstm" else zeros]
+    data = [(torch.randint(0, V, (batch, T)), torch.randint(0, V, (batch, T)))
+            for _ in range(4)]
+    counter = [0]
+
+    def detach(h):
+        return tuple(t.detach() for t in h) if isinstance(h, tuple) else h.detach()
+
+    def step():
+        x, y = data[counter[0] % len(data)]
+        counter[0] += 1
+        out, h = rnn(emb(x), detach(hidden_state[0]))
+        hidden_state[0] = h
+        loss = loss_fn(fc(out).reshape(-1, V), y.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, CLIP)
+        opt.step()
+        return float(loss)
+
+    return step
+
+
+def _worker(args):
+    """Serves 'N' on stdin: runs N training steps, answers the elapsed seconds on stdout."""
+    cell, layers, hidden, batch = _parse_config(args.worker_config)
+    if args.worker == "torch":
+        step = _torch_worker(cell, layers, hidden, batch, args.threads)
+    else:
+        step = _tf_worker(args.worker, cell, layers, hidden, batch, args.threads, args.inter_op)
+    out = sys.stdout
+    sys.stdout = sys.stderr  # keep library chatter off the protocol channel
+    for line in sys.stdin:
+        n = int(line)
+        start = time.perf_counter()
+        for _ in range(n):
+            step()
+        print(time.perf_counter() - start, file=out, flush=True)
+
+
+def _parse_config(text):
+    cell, layers, hidden, batch = text.split(":")
+    return cell, int(layers), int(hidden), int(batch)
+
+
+class _Worker:
+    """A worker process timing one variant of one configuration."""
+
+    def __init__(self, variant, config, args):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                   PYTHONPATH=os.pathsep.join(filter(None, [_REPO, os.environ.get("PYTHONPATH")])))
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", variant, "--worker-config", config,
+             "--threads", str(args.threads), "--inter-op", str(args.inter_op)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env=env)
+
+    def run(self, n):
+        self.proc.stdin.write(f"{n}\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("worker died")
+        return float(line)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _bench_config(config, variants, args):
+    """Interleaved rounds over the variants; returns {variant: [tokens/s per round]}."""
+    cell, layers, hidden, batch = _parse_config(config)
+    tokens = batch * T
+    workers = {}
+    for v in variants:
+        workers[v] = _Worker(v, config, args)
+    try:
+        first = {v: w.run(1) for v, w in workers.items()}  # tracing + compilation
+        for w in workers.values():
+            w.run(args.warmup)
+        rates = {v: [] for v in variants}
+        for _ in range(args.rounds):
+            for v, w in workers.items():
+                rates[v].append(args.steps * tokens / w.run(args.steps))
+    finally:
+        for w in workers.values():
+            w.close()
+    return first, rates
+
+
+def _matmul_ceiling(threads):
+    """fp32 GFLOP/s of a 2048^3 product and of one recurrent-step-sized product, for context."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    result = {}
+    for m, k, n in [(2048, 2048, 2048), (64, 256, 1024)]:
+        a, b = tf.random.normal((m, k)), tf.random.normal((k, n))
+        reps = max(1, int(2e10 / (2 * m * k * n)))
+
+        @tf.function
+        def loop(a=a, b=b, reps=reps):
+            acc = tf.zeros((m, n))
+            for _ in tf.range(reps):
+                acc += tf.matmul(a, b)
+            return acc
+
+        loop().numpy()
+        start = time.perf_counter()
+        loop().numpy()
+        result[f"{m}x{k}x{n}"] = 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                        help="comma-separated cell:layers:hidden:batch")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=8, help="training steps per measurement")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads (TF and torch)")
+    parser.add_argument("--inter-op", type=int, default=1, help="TF inter-op threads")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-config", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+
+    variants = args.variants.split(",")
+    if "torch" in variants:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("torch not installed: skipping the torch variant")
+            variants.remove("torch")
+    print(f"T={T} E={E} V={V}, clip {CLIP}, Adam; intra-op threads {args.threads}, "
+          f"TF inter-op threads {args.inter_op}; {args.rounds} rounds x {args.steps} steps")
+    ceiling = _matmul_ceiling(args.threads)
+    print("matmul GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()))
+    for config in args.configs.split(","):
+        first, rates = _bench_config(config, variants, args)
+        med = {v: statistics.median(r) for v, r in rates.items()}
+        print(f"\n{config} (cell:layers:hidden:batch), median tokens/s [min-max], first step s")
+        for v in variants:
+            ratios = []
+            for ref in ("keras", "torch"):
+                if ref in med and v != ref:
+                    ratios.append(f"{med[v] / med[ref]:.2f}x {ref}")
+            print(f"  {v:16s} {med[v]:9.0f} [{min(rates[v]):.0f}-{max(rates[v]):.0f}]"
+                  f" {first[v]:6.1f}s  {', '.join(ratios)}")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
