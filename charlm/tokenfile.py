@@ -125,7 +125,9 @@ def build_token_file(source, tokenizer_config, val_fraction: float, cache_dir=No
     cut = None
     if source.num_regions == 1:
         cut = scan["chars"][0] - int(round(scan["chars"][0] * val_fraction))
-    layout = _Layout(source, errors, cut, on_whitespace=kind == "word")
+    aligned = kind == "word" or bool(tokenizer_config.normalization or (tokenizer and tokenizer.kind == "char"
+                                                                        and tokenizer.normalization))
+    layout = _Layout(source, errors, cut, on_whitespace=kind == "word", aligned=aligned)
     multi_doc = max(scan["documents"]) > 1  # a <doc> token will occur
     if first_seen is not None:
         symbols = first_seen.symbols(before=scan["chars"][0] if cut is None else cut)
@@ -152,17 +154,28 @@ def build_token_file(source, tokenizer_config, val_fraction: float, cache_dir=No
 # ----------------------------------------------------------------------------- reading text
 
 
-def iter_text(chunks, name: str, errors: str):
+def iter_text(chunks, name: str, errors: str, aligned: bool = True):
     """Split the byte ``chunks`` of one document into pieces that end just after a
     newline or space (except the last piece), and decode each as UTF-8: a pure-ASCII
     piece stays ``bytes`` (one byte per character), any other becomes ``str``.
 
     A newline or space byte never occurs inside a UTF-8 sequence, so each piece
     decodes, and tokenizes, exactly as it would within the whole text.
-    ``errors``: strict, replace or surrogateescape.
+    ``errors``: strict, replace or surrogateescape. With ``aligned=False`` (enough
+    for counting, for char tokenization without normalization and for bytes) a
+    pure-ASCII chunk is passed on as it is, saving a copy: an ASCII byte can
+    neither continue nor start inside a UTF-8 sequence.
     """
     pending, offset = [], 0  # bytes after the last break so far; byte offset of the next piece
     for raw in chunks:
+        if not aligned and raw.isascii():
+            if pending:
+                tail, pending = b"".join(pending), []
+                yield _decode(tail, name, offset, errors)
+                offset += len(tail)
+            yield raw
+            offset += len(raw)
+            continue
         end = raw.rfind(b"\n")
         if end < 0:
             end = raw.rfind(b" ")
@@ -214,7 +227,7 @@ def _scan(source, errors: str, first_seen: _FirstSeen | None = None) -> dict:
         documents.append(0)
         for name, chunks in source.documents(region):
             sizes = [0]
-            for piece in iter_text(_hashing(chunks, digest, sizes), name, errors):
+            for piece in iter_text(_hashing(chunks, digest, sizes), name, errors, aligned=False):
                 if first_seen is not None and region == 0:
                     first_seen.update(piece, count)
                 count += len(piece)
@@ -269,8 +282,9 @@ class _Layout:
     module docstring).
     """
 
-    def __init__(self, source, errors: str, cut: int | None, on_whitespace: bool):
+    def __init__(self, source, errors: str, cut: int | None, on_whitespace: bool, aligned: bool = True):
         self.source, self.errors, self.cut, self.on_whitespace = source, errors, cut, on_whitespace
+        self.aligned = aligned  # pieces must end at a newline or space (words, normalization)
 
     def __iter__(self):
         if self.cut is None:
@@ -278,7 +292,7 @@ class _Layout:
                 for i, (name, chunks) in enumerate(self.source.documents(region)):
                     if i:
                         yield region, None
-                    for piece in iter_text(chunks, name, self.errors):
+                    for piece in iter_text(chunks, name, self.errors, self.aligned):
                         yield region, piece
             return
         cut, pos, in_val = self.cut, 0, self.cut <= 0
@@ -286,7 +300,7 @@ class _Layout:
             in_val = in_val or pos >= cut
             if i:
                 yield int(in_val), None
-            for piece in iter_text(chunks, name, self.errors):
+            for piece in iter_text(chunks, name, self.errors, self.aligned):
                 # A piece starting exactly at the cut still goes through the split below:
                 # for words the cut then moves past the word the piece starts with.
                 end = pos + len(piece)

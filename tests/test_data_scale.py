@@ -206,3 +206,23 @@ def test_binary_files_in_a_directory_are_skipped_with_a_counted_warning(tmp_path
     assert [os.path.basename(f) for f in data.files] == ["text.txt"]
     warning = capsys.readouterr().err.strip()
     assert warning.startswith("charlm: warning: skipped 2 binary files") and "\n" not in warning
+
+
+@pytest.mark.parametrize("chunks", ["large", "tiny"])
+def test_invalid_utf8_is_located_or_replaced_as_in_memory(tmp_path, request, chunks):
+    if chunks == "tiny":
+        request.getfixturevalue("tiny_chunks")
+    data = ("abc déf " * 50).encode() + b"bad \xe6\x97 here \xff and more text\n" + ("ghi " * 300).encode()
+    path = tmp_path / "bad.txt"
+    path.write_bytes(data)
+    at = data.index(b"\xe6")
+    with pytest.raises(charlm.corpus.CharlmError, match=rf"bad.txt: byte {at} \(0xe6\)"):
+        prepare([path], TokenizerConfig(), _config())
+    replaced = prepare([path], TokenizerConfig(encoding_errors="replace"), _config(val_fraction=0.5))
+    text = data.decode("utf-8", "replace")
+    assert replaced.tokenizer.decode(np.concatenate([replaced.train.streams.ravel(), [0]]))[:100] == text[:100]
+    assert replaced.train_tokens == len(split_text(text, 0.5)[0])
+    # The byte tokenizer reads any bytes as they are.
+    raw = prepare([path], TokenizerConfig(kind="byte"), _config(val_fraction=0.5))
+    ids = np.asarray(raw.train.streams).ravel()
+    assert bytes((ids - 1).astype(np.uint8)) == data[: ids.size]
