@@ -134,7 +134,8 @@ def _module_class():
             vocab = tokenizer.vocabulary
             # id -> output piece
             if self.kind == "char":
-                pieces = [("\ufffd" if s == "<unk>" else "") if i in (tokenizer.pad_id, tokenizer.unk_id) else s
+                # As CharTokenizer.decode: padding -> "", unknown -> U+FFFD (never drawn anyway).
+                pieces = ["" if i == tokenizer.pad_id else "\ufffd" if i == tokenizer.unk_id else s
                           for i, s in enumerate(vocab)]
             elif self.kind == "byte":
                 pieces = [b""] + [bytes([b]) for b in range(256)]
