@@ -57,7 +57,9 @@ def make_strategy(config: DeviceConfig):
     device, strategy = config.device, config.strategy
     if device == "cpu":
         tf.config.set_visible_devices([], "GPU")
-    gpus = tf.config.list_logical_devices("GPU")
+    # Physical, not logical, devices: listing logical ones starts TensorFlow's
+    # runtime, after which multi-worker collectives can no longer be set up.
+    gpus = [] if device == "cpu" else tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
         raise CharlmError("--device gpu: TensorFlow sees no GPU on this machine; use --device cpu or auto")
     want_tpu = strategy == "tpu" or device == "tpu" or (strategy == "auto" and device == "auto" and _tpu_available())
@@ -74,7 +76,7 @@ def make_strategy(config: DeviceConfig):
         task = cluster.get("task", {})
         return chosen, (f"MultiWorkerMirroredStrategy: {chosen.num_replicas_in_sync} replicas, "
                         f"this is {task.get('type', 'worker')} {task.get('index', 0)}")
-    local = gpus if device in ("gpu", "auto") and gpus else tf.config.list_logical_devices("CPU")
+    local = tf.config.list_logical_devices("GPU" if gpus else "CPU")
     names = [d.name for d in local]
     if strategy == "mirrored" or (strategy == "auto" and len(gpus) > 1 and device != "cpu"):
         chosen = tf.distribute.MirroredStrategy(names)

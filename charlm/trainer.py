@@ -156,6 +156,11 @@ class Trainer:
         loss_sum, states = self.strategy.run(self._replica_eval, args=(x, y, states))
         return self.strategy.reduce(SUM, loss_sum, axis=None), states
 
+    @property
+    def learning_rate(self) -> float:
+        """The optimizer's current learning rate (a mirrored variable under a strategy)."""
+        return float(self.optimizer.learning_rate.numpy())
+
     # -- data and states -----------------------------------------------------
 
     def windows(self, batches, start: int = 0):

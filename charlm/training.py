@@ -25,6 +25,7 @@ import math
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -184,9 +185,17 @@ class _Run:
         from charlm.trainer import Trainer
 
         spec, data, config, source = self.spec, self.data, self.config, self.source
+        # The strategy first: multi-worker collectives must be set up before any TensorFlow op runs.
+        strategy, devices = make_strategy(spec.device)
+        if spec.device.mixed_precision:
+            on_gpu = bool(tf.config.list_logical_devices("GPU")) and spec.device.device != "cpu"
+            keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
+        if not strategy.extended.should_checkpoint:
+            # Multi-worker: only the chief writes the run directory; the other
+            # workers compute the same steps but write to a scratch directory.
+            self.out_dir = Path(tempfile.mkdtemp(prefix="charlm-worker-"))
         keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()
-        strategy, devices = make_strategy(spec.device)
         check_batch(strategy, config.batch_size)
         self.log(f"charlm: training on {devices}")
         with strategy.scope():
@@ -268,7 +277,7 @@ class _Run:
                         logs = {
                             "loss": loss, "grad_norm": norm,
                             "clipped": config.clipnorm is not None and norm > config.clipnorm,
-                            "lr": float(trainer.optimizer.learning_rate),
+                            "lr": trainer.learning_rate,
                             "tokens_per_s": done * tokens_per_window / (time.perf_counter() - stretch_start),
                         }
                         for observer in self.observers:
