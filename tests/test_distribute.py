@@ -121,3 +121,58 @@ def test_several_steps_per_execution_equal_single_steps(tiny_corpus):
     np.testing.assert_allclose(np.concatenate([losses_a, losses_b]), single_losses, rtol=1e-5)
     for a, b in zip(single.model.get_weights(), multi.model.get_weights()):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _steps(run_dir):
+    import csv
+
+    with open(run_dir / "steps.csv") as f:
+        return [float(row["loss"]) for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_two_worker_processes_match_one_process(tiny_corpus, tmp_path):
+    """MultiWorkerMirroredStrategy, two workers on 127.0.0.1: same losses as one process
+    with the same global batch; only the chief writes its run directory."""
+    import os
+
+    flags = ["--cell", "gru", "--layers", "1", "--hidden", "32", "--embedding", "16", "--batch-size", "8",
+             "--bptt", "32", "--max-steps", "200", "--val-fraction", "0.1", "--quiet", "--json"]
+    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    processes = []
+    try:
+        for index in range(2):
+            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+            env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "charlm", "train", str(tiny_corpus), "--strategy", "multi-worker",
+                 "--out", str(tmp_path / f"worker{index}"), *flags],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            ))
+        outputs = [p.communicate(timeout=600) for p in processes]
+    finally:
+        for p in processes:  # never leave a worker behind, whatever happened
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (out, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-2000:]
+    single = subprocess.run([sys.executable, "-m", "charlm", "train", str(tiny_corpus),
+                             "--out", str(tmp_path / "single"), *flags],
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    chief = json.loads(outputs[0][0].strip().splitlines()[-1])
+    alone = json.loads(single.stdout.strip().splitlines()[-1])
+    assert chief["steps"] == alone["steps"] == 200
+    np.testing.assert_allclose(_steps(tmp_path / "worker0"), _steps(tmp_path / "single"), rtol=1e-4)
+    assert chief["best_val_loss"] == pytest.approx(alone["best_val_loss"], rel=1e-5)
+    assert (tmp_path / "worker0" / "model.keras").exists()
+    assert not (tmp_path / "worker1" / "model.keras").exists()  # the non-chief wrote nothing
