@@ -40,7 +40,7 @@ def import_tfds():
 
         tfds.disable_progress_bar()
     except ImportError as error:
-        raise CharlmError(f"tfds: corpora need tensorflow-datasets ({error}); pip install tensorflow-datasets") from None
+        raise CharlmError(f"tfds: corpora need tensorflow-datasets ({error}); pip install it") from None
     return tfds
 
 

@@ -18,7 +18,9 @@ from charlm.tokenizers import DOC, build_tokenizer
 from tests.conftest import BUNDLED_CORPUS
 
 # Mixed scripts, combining marks, emoji, CRLF: every UTF-8 sequence length.
-MIXED = ("Grüße, naïve café — 日本語のテキスト 🙂🚀 e\u0301 ﬁ x\r\n" "ab cd ef\n" "Ωμέγα δ' ἄλφα\tend\n") * 40
+MIXED = ("Grüße, naïve café — 日本語のテキスト 🙂🚀 e\u0301 ﬁ x\r\n"
+         "ab cd ef\n"
+         "Ωμέγα δ' ἄλφα\tend\n") * 40
 
 
 def _config(**kw):
@@ -31,7 +33,8 @@ def _in_memory(path, kind, train_config, normalization=None):
     train, val = split_text(corpus.text, train_config.val_fraction, on_whitespace=kind == "word")
     tokenizer = build_tokenizer(kind, train, normalization)
     B, T = train_config.batch_size, train_config.bptt
-    return tokenizer, StreamBatches(tokenizer.encode(train), B, T), StreamBatches(tokenizer.encode(val), B, T, "validation"), len(val)
+    return (tokenizer, StreamBatches(tokenizer.encode(train), B, T),
+            StreamBatches(tokenizer.encode(val), B, T, "validation"), len(val))
 
 
 @pytest.fixture

@@ -37,7 +37,8 @@ def test_locally_prepared_dataset_gives_its_splits_as_tokens(data_dir, tmp_path)
     lines = BUNDLED_CORPUS.read_text(encoding="utf-8").splitlines()
     cut = len(lines) - round(len(lines) * 0.05)  # the builder's split
     train_text, val_text = "\n".join(lines[:cut]) + "\n", "\n".join(lines[cut:]) + "\n"
-    assert data.files == ("tfds:charlm_agreement/default/1.0.0[train]", "tfds:charlm_agreement/default/1.0.0[validation]")
+    name = "tfds:charlm_agreement/default/1.0.0"
+    assert data.files == (f"{name}[train]", f"{name}[validation]")
     assert (data.train_tokens, data.val_tokens) == (len(train_text), len(val_text))
     ids = np.fromfile(data.token_file, dtype=np.uint8)
     assert data.tokenizer.decode(ids[: data.train_tokens]) == train_text
