@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -72,7 +73,7 @@ def command(model, data, fmt, method, as_json, plot, plot_by):
 
 def format_table(summary: dict) -> str:
     """The human-readable report: one line per group, then the overall line."""
-    head = f"{'':28} {'n':>6} {'accuracy':>9} {'95% interval':>16}  {'always-sg':>9} {'always-pl':>9} {'shorter':>8}"
+    head = f"{'':44} {'n':>6} {'accuracy':>9} {'95% interval':>16}  {'always-sg':>9} {'always-pl':>9} {'shorter':>8}"
     lines = []
     sections = [("file", "by_file"), ("condition", "by_condition"), ("attractors", "by_attractors"),
                 ("subject", "by_subj_number")]
@@ -82,18 +83,24 @@ def format_table(summary: dict) -> str:
             continue
         lines.append(f"by {title}")
         for name, group in groups.items():
-            label = name.rsplit("/", 1)[-1] if key == "by_file" else name
+            label = Path(name).stem if key == "by_file" else name
             lines.append(_row(label, group))
         lines.append("")
     lines.append(_row("all", summary))
+    partial = [k for k, n in summary["baselines_n"].items() if summary["baselines"][k] is not None and n < summary["n"]]
+    if partial:
+        lines.append(f"  * always-sg/pl on the {summary['baselines_n'][partial[0]]} items whose number is known")
     if summary["skipped"]:
-        lines.append(f"skipped {summary['skipped']} item(s)")
+        lines.append(f"skipped {summary['skipped']} item(s): " + ", ".join(
+            f"{n} {reason}" for reason, n in summary["skipped_reasons"].items()))
     return "\n".join([head, *lines])
 
 
 def _row(label: str, group: dict) -> str:
     low, high = group["ci95"]
-    base = group["baselines"]
-    cells = " ".join(f"{'-' if base[k] is None else f'{base[k]:.3f}':>9}"
-                     for k in ("always_singular", "always_plural", "shorter_form"))
-    return f"  {label[:26]:26} {group['n']:>6} {group['accuracy']:>9.3f}   [{low:.3f}, {high:.3f}]  {cells}"
+    base, counted = group["baselines"], group["baselines_n"]
+    cells = []
+    for k in ("always_singular", "always_plural", "shorter_form"):
+        cell = "-" if base[k] is None else f"{base[k]:.3f}" + ("*" if counted[k] < group["n"] else "")
+        cells.append(f"{cell:>9}")
+    return f"  {label[:42]:42} {group['n']:>6} {group['accuracy']:>9.3f}   [{low:.3f}, {high:.3f}]  {' '.join(cells)}"

@@ -1,0 +1,147 @@
+"""Agreement benchmark: train the default char LSTM on the bundled agreement corpus within a
+time budget, then run `charlm agree` on the bundled suites and check the targets.
+
+Targets: at least 99% on `simple`; at least 90% on the single-attractor items of every
+condition that has them; every condition above its best content-blind baseline.
+
+The budget (--minutes) covers everything up to the end of training: a short calibration
+run (to measure seconds per step on this machine, now) and the real run, whose --max-steps
+is set from that measurement so that training ends inside the budget. The model is charlm's
+default (2x256 LSTM, E=64); the window is --bptt 128 by default rather than 64, because a
+subject and its verb are up to about 70 characters apart in the suites and truncated BPTT
+only learns dependencies that fit inside one window.
+
+Example:
+    python scripts/bench_agreement.py                 # 15 minutes, prints the table
+    python scripts/bench_agreement.py --minutes 3 --json
+"""
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+CORPUS = REPO / "corpora" / "agreement" / "data" / "train.txt"
+SUITE = REPO / "corpora" / "agreement" / "data" / "agreement.tsv"
+CALIBRATION_STEPS = 24
+# Seconds the real run spends outside its steps: tracing the step, validation after each
+# epoch, saving. Measured rather than guessed where possible (see below).
+FIXED_OVERHEAD_S = 25.0
+
+
+def log(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def calibrate(settings, folder) -> tuple[float, int]:
+    """(seconds per training step in steady state, steps per epoch), from a short run."""
+    import charlm
+    from charlm.training import Observer
+
+    class Clock(Observer):
+        def __init__(self):
+            self.times = []
+            self.steps_per_epoch = None
+
+        def on_train_begin(self, run):
+            self.steps_per_epoch = len(run.data.train)
+
+        def on_step_end(self, run, step, logs):
+            self.times.append(time.perf_counter())
+
+    clock = Clock()
+    charlm.train(CORPUS, Path(folder) / "calibration", progress=False, log=lambda line: None,
+                 observers=[clock], **{**settings, "max_steps": CALIBRATION_STEPS, "epochs": 1})
+    gaps = [b - a for a, b in zip(clock.times, clock.times[1:])][CALIBRATION_STEPS // 3:]
+    gaps.sort()
+    return gaps[len(gaps) // 2], clock.steps_per_epoch
+
+
+def single_attractor_cells(scored) -> dict:
+    """Accuracy on the items with exactly one attractor, per condition."""
+    from charlm.agreement.stats import group_summary
+
+    cells = {}
+    for s in scored:
+        if s.item.n_attractors == 1:
+            cells.setdefault(s.item.condition, []).append((s.item, s.ok))
+    return {name: group_summary(results) for name, results in cells.items()}
+
+
+def check_targets(summary, cells) -> dict:
+    targets = {}
+    simple = summary["by_condition"].get("simple")
+    if simple:
+        targets["simple >= 0.99"] = simple["accuracy"] >= 0.99
+    for name, cell in cells.items():
+        targets[f"{name} (1 attractor) >= 0.90"] = cell["accuracy"] >= 0.90
+    for name, group in summary["by_condition"].items():
+        best = max(v for v in group["baselines"].values() if v is not None)
+        targets[f"{name} > best baseline {best:.3f}"] = group["accuracy"] > best
+    return targets
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=15.0, help="Budget for calibration and training.")
+    parser.add_argument("--json", action="store_true", help="Print the agree JSON plus train_seconds.")
+    parser.add_argument("--out", help="Run directory to keep (default: a temporary one).")
+    parser.add_argument("--bptt", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import charlm
+    from charlm.agreement import run_agreement
+    from charlm.agreement.formats import load
+    from charlm.commands.agree import format_table
+
+    started = time.perf_counter()
+    budget = args.minutes * 60
+    settings = dict(bptt=args.bptt, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        seconds_per_step, steps_per_epoch = calibrate(settings, scratch)
+        spent = time.perf_counter() - started
+        steps = max(1, int((budget - spent - FIXED_OVERHEAD_S) / seconds_per_step * 0.97))
+        epochs = math.ceil(steps / steps_per_epoch)
+        log(f"bench: {seconds_per_step:.3f} s/step after {spent:.0f}s of calibration; training {steps} steps "
+            f"({steps / steps_per_epoch:.2f} epochs of {steps_per_epoch} steps) at --bptt {args.bptt}")
+        out = Path(args.out) if args.out else Path(scratch) / "run"
+        summary = charlm.train(CORPUS, out, progress=False, log=log, max_steps=steps, epochs=epochs, **settings)
+        train_seconds = time.perf_counter() - started
+        lm = charlm.load(summary["model_path"])
+        result = run_agreement(lm, loaded=load([SUITE]))
+    report = dict(result.summary)
+    cells = single_attractor_cells(result.scored)
+    targets = check_targets(report, cells)
+    report.update(
+        train_seconds=train_seconds, budget_seconds=budget, steps=summary["steps"],
+        tokens_per_s=summary["tokens_per_s"], best_val_bits_per_char=summary["best_val_bits_per_char"],
+        single_attractor={k: {"accuracy": v["accuracy"], "n": v["n"], "ci95": v["ci95"]} for k, v in cells.items()},
+        targets=targets, targets_met=all(targets.values()),
+    )
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(format_table(report))
+    print()
+    print("single-attractor items by condition:")
+    for name, cell in cells.items():
+        low, high = cell["ci95"]
+        print(f"  {name:26} {cell['n']:>6} {cell['accuracy']:>9.3f}   [{low:.3f}, {high:.3f}]")
+    print()
+    print(f"trained {summary['steps']} steps in {train_seconds:.0f}s of a {budget:.0f}s budget "
+          f"({summary['tokens_per_s']:,.0f} tok/s, best val {summary['best_val_bits_per_char']:.4f} bits/char)")
+    for name, ok in targets.items():
+        print(f"  {'met   ' if ok else 'MISSED'} {name}")
+
+
+if __name__ == "__main__":
+    main()
