@@ -141,6 +141,22 @@ def check_writable_dir(path) -> Path:
     return path
 
 
+def check_creatable_dir(path) -> Path:
+    """Fail early, without creating anything, if ``path`` could not be made a writable
+    directory: its nearest existing ancestor must be a writable directory."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path and path.is_dir():
+        return check_writable_dir(path)
+    if not existing.is_dir():
+        raise CharlmError(f"cannot create output directory {path}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK):
+        raise CharlmError(f"cannot create output directory {path}: {existing} is not writable")
+    return path
+
+
 def _looks_binary(path: Path) -> bool:
     try:
         with open(path, "rb") as f:

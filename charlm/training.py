@@ -30,7 +30,7 @@ import threading
 import time
 from pathlib import Path
 
-from charlm.corpus import check_writable_dir
+from charlm.corpus import check_creatable_dir, check_writable_dir
 from charlm.errors import CharlmError
 
 HISTORY_FIELDS = (
@@ -127,6 +127,7 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
         return prepare(spec.paths, spec.tokenizer, spec.train, tokenizer, data_config=data_config,
                        run_dir=spec.out_dir, log=log)
 
+    check_creatable_dir(spec.out_dir)  # before the corpus is read: a bad --out fails fast
     data = load_data(tokenizer)
     if spec.resumed and data.fingerprint != spec.corpus_sha256:
         raise CharlmError(f"the corpus {', '.join(data.files)} is not the text the run in {spec.out_dir} was "

@@ -21,13 +21,15 @@ def invoke(*args):
 
 
 def assert_one_line_error(result, *fragments):
+    """A non-zero exit, and the error as one line, the last on stderr (progress lines such
+    as "tokenized ..." may come before it), with no traceback anywhere."""
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("charlm: error:")
+    errors = [line for line in lines if line.startswith("charlm: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
     assert "Traceback" not in result.output
     for fragment in fragments:
-        assert fragment in lines[0]
+        assert fragment in errors[0]
 
 
 def test_help_is_fast_and_does_not_import_tensorflow():
