@@ -138,7 +138,7 @@ def _torch_worker(cell, layers, hidden, batch, threads):
 
 
 def _worker(args):
-    """Serves 'N' on stdin: runs N training steps, answers the elapsed seconds on stdout."""
+    """Serves 'N' on stdin: runs N training steps, answers 'wall_s cpu_s' on stdout."""
     cell, layers, hidden, batch = _parse_config(args.worker_config)
     if args.worker == "torch":
         step = _torch_worker(cell, layers, hidden, batch, args.threads)
@@ -148,10 +148,10 @@ def _worker(args):
     sys.stdout = sys.stderr  # keep library chatter off the protocol channel
     for line in sys.stdin:
         n = int(line)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             step()
-        print(time.perf_counter() - start, file=out, flush=True)
+        print(time.perf_counter() - start, time.process_time() - cpu, file=out, flush=True)
 
 
 def _parse_config(text):
@@ -177,7 +177,8 @@ class _Worker:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("worker died")
-        return float(line)
+        wall, cpu = map(float, line.split())
+        return wall, cpu
 
     def close(self):
         self.proc.stdin.close()
@@ -188,24 +189,30 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _bench_config(config, variants, args):
-    """Interleaved rounds over the variants; returns {variant: [tokens/s per round]}."""
+    """Interleaved rounds over the variants.
+
+    Returns ({variant: first-step seconds}, {variant: [tokens per wall second, per round]},
+    {variant: [tokens per process CPU second, per round]})."""
     cell, layers, hidden, batch = _parse_config(config)
     tokens = batch * T
     workers = {}
     for v in variants:
         workers[v] = _Worker(v, config, args)
     try:
-        first = {v: w.run(1) for v, w in workers.items()}  # tracing + compilation
+        first = {v: w.run(1)[0] for v, w in workers.items()}  # tracing + compilation
         for w in workers.values():
             w.run(args.warmup)
         rates = {v: [] for v in variants}
+        cpu_rates = {v: [] for v in variants}
         for _ in range(args.rounds):
             for v, w in workers.items():
-                rates[v].append(args.steps * tokens / w.run(args.steps))
+                wall, cpu = w.run(args.steps)
+                rates[v].append(args.steps * tokens / wall)
+                cpu_rates[v].append(args.steps * tokens / cpu)
     finally:
         for w in workers.values():
             w.close()
-    return first, rates
+    return first, rates, cpu_rates
 
 
 def _matmul_ceiling(threads):
@@ -260,17 +267,19 @@ def main():
           f"TF inter-op threads {args.inter_op}; {args.rounds} rounds x {args.steps} steps")
     ceiling = _matmul_ceiling(args.threads)
     print("matmul GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()))
+    print("wall: median tokens/s [min-max]; cpu: median tokens per process CPU-second (less "
+          "sensitive to other load, but spinning thread pools count as work)")
     for config in args.configs.split(","):
-        first, rates = _bench_config(config, variants, args)
-        med = {v: statistics.median(r) for v, r in rates.items()}
-        print(f"\n{config} (cell:layers:hidden:batch), median tokens/s [min-max], first step s")
-        for v in variants:
-            ratios = []
-            for ref in ("keras", "torch"):
-                if ref in med and v != ref:
-                    ratios.append(f"{med[v] / med[ref]:.2f}x {ref}")
-            print(f"  {v:16s} {med[v]:9.0f} [{min(rates[v]):.0f}-{max(rates[v]):.0f}]"
-                  f" {first[v]:6.1f}s  {', '.join(ratios)}")
+        first, rates, cpu_rates = _bench_config(config, variants, args)
+        print(f"\n{config} (cell:layers:hidden:batch)")
+        for name, table in (("wall", rates), ("cpu", cpu_rates)):
+            med = {v: statistics.median(r) for v, r in table.items()}
+            for v in variants:
+                ratios = [f"{med[v] / med[ref]:.2f}x {ref}" for ref in ("keras", "torch")
+                          if ref in med and v != ref]
+                extra = f" first step {first[v]:.1f}s" if name == "wall" else ""
+                print(f"  {name:4s} {v:10s} {med[v]:8.0f} [{min(table[v]):.0f}-"
+                      f"{max(table[v]):.0f}]  {', '.join(ratios)}{extra}")
         sys.stdout.flush()
 
 
