@@ -77,6 +77,17 @@ def default_corpus() -> Path:
     return DEFAULT_CORPUS
 
 
+def default_cache_dir(run_dir) -> Path | None:
+    """``.charlm-cache`` beside the run directory, or None (no cache) where it cannot be
+    made: the default cache only saves time, and a bad --out gets its own error later."""
+    from charlm.tokenfile import writable_cache
+
+    try:
+        return writable_cache(Path(run_dir).parent / CACHE_NAME)
+    except CharlmError:
+        return None
+
+
 def open_source(paths, data_config: DataConfig | None = None, log=None):
     """The corpus source for ``paths``: a :class:`charlm.corpus.FileSource`, or a TFDS
     source for a single ``tfds:NAME[/CONFIG]``."""
@@ -118,7 +129,7 @@ def prepare(paths, tokenizer_config: TokenizerConfig, train_config: TrainConfig,
     source = open_source(paths, data_config=data_config, log=log or warn)
     cache_dir = data_config.cache_dir
     if cache_dir is None and run_dir is not None:
-        cache_dir = Path(run_dir).parent / CACHE_NAME
+        cache_dir = default_cache_dir(run_dir)
     tokens, scan = build_token_file(
         source, tokenizer_config, train_config.val_fraction, cache_dir, tokenizer, log=log or warn
     )

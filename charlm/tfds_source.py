@@ -74,11 +74,11 @@ class TfdsSource:
             ) from None
         except (ValueError, KeyError, AttributeError) as error:
             raise CharlmError(f"TFDS dataset {name!r}: {_first_line(error)}") from None
-        if not builder.is_prepared():
-            _prepare(tfds, builder, name, local, tfds_manual_dir, log)
         self.builder, self.name = builder, name
         self.key = tfds_key or "text"
-        self._check_key(builder.info.features)
+        self._check_key(builder.info.features)  # known before the data is prepared
+        if not builder.is_prepared():
+            _prepare(tfds, builder, name, local, tfds_manual_dir, log)
         self.splits = self._splits(builder.info.splits, tfds_split)
         self.num_regions = len(self.splits)
         full = builder.info.full_name

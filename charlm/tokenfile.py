@@ -70,6 +70,7 @@ FORMAT = 1
 _SPACE = re.compile(r"\s")  # the same characters as str.isspace()
 _ASCII_SPACE = re.compile(rb"[\t\n\x0b\x0c\r\x1c-\x1f ]")  # str.isspace() within ASCII
 _READ = 16 << 20  # bytes per read when checking a token file's CRC
+_QUIET_BELOW = 32 << 20  # corpora smaller than this (bytes) tokenize without a progress line
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,15 @@ def build_token_file(source, tokenizer_config, val_fraction: float, cache_dir=No
     kind = tokenizer_config.kind
     errors = "surrogateescape" if kind == "byte" else tokenizer_config.encoding_errors
     # Char vocabularies without normalization come out of pass 0 (first occurrences).
-    first_seen = _FirstSeen() if kind == "char" and not tokenizer_config.normalization and not tokenizer else None
+    first_seen = _FirstSeen() if kind == "char" and not tokenizer_config.normalization and tokenizer is None else None
     scan = _scan(source, errors, first_seen)
+    if scan["bytes"] < _QUIET_BELOW:
+        # Only large corpora are worth progress lines (small ones take a blink, and an
+        # error right after must stay the only line on stderr); warnings always pass.
+        log = _warnings_only(log)
     key = _cache_key(source, scan, tokenizer_config, val_fraction, tokenizer)
     if cache_dir is not None:
-        cache_dir = _writable_cache(cache_dir)
+        cache_dir = writable_cache(cache_dir)
         found = _load(cache_dir, key, log)
         if found is not None:
             return found, scan
@@ -149,6 +154,10 @@ def build_token_file(source, tokenizer_config, val_fraction: float, cache_dir=No
         directory.rmdir()
         path = None
     return TokenFile(ids, tokenizer, header["train_tokens"], header["val_chars"], path, False), scan
+
+
+def _warnings_only(log):
+    return lambda line: log(line) if line.startswith("charlm: warning:") else None
 
 
 # ----------------------------------------------------------------------------- reading text
@@ -462,7 +471,8 @@ def _cache_key(source, scan, tokenizer_config, val_fraction, tokenizer) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:40]
 
 
-def _writable_cache(cache_dir) -> Path:
+def writable_cache(cache_dir) -> Path:
+    """``cache_dir``, created if needed, after checking that files can be written in it."""
     path = Path(cache_dir)
     try:
         path.mkdir(parents=True, exist_ok=True)
