@@ -32,6 +32,7 @@ CLIP = 5.0
 DEFAULT_CONFIGS = ["lstm:2:256:64", "gru:2:256:64", "rnn:2:256:64", "lstm:2:256:32",
                    "lstm:2:512:128"]
 DEFAULT_VARIANTS = ["keras", "fast", "fast_jit", "torch"]
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for charlm imports
 
 
 def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
@@ -184,8 +185,6 @@ class _Worker:
         self.proc.stdin.close()
         self.proc.wait()
 
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _bench_config(config, variants, args):
