@@ -350,7 +350,9 @@ class _TextStream:
         self.stopped = None
         self.shown = 0  # characters of text already handed to on_text
         self._bytes = codecs.getincrementaldecoder("utf-8")(errors="replace") if self.kind == "byte" else None
-        self._after_word = bool(prompt.strip()) and not prompt.endswith("\n")  # word models only
+        # Word models: a generated word needs a space before it unless it starts the text or
+        # follows whitespace (a prompt ending in a space or newline) or <eol>.
+        self._after_word = bool(prompt) and not prompt[-1].isspace()
 
     def _state(self):
         return (self._bytes.getstate() if self._bytes else None, self._after_word)

@@ -6,9 +6,12 @@ way ``charlm sample`` loads it. Measured, in this order and interleaved ``--repe
 
 (a) charlm's generation of one sample of 2,000 characters (compiled chunks of --chunk tokens);
 (b) the baseline: a ``tf.function`` one-step model (the Keras model on one token, and a
-    categorical draw) called from a Python loop, 2,000 times... well, --baseline-length times;
+    categorical draw) called from a Python loop, --baseline-length (500) times: it is slow,
+    and its chars/s does not depend on the length;
 (c) 64 samples of 2,000 characters at once (chars/s counts all 64);
-(d) the time to consume a 10,000-character prompt (priming only).
+(d) the time to consume a 10,000-character prompt (priming only);
+and, as a yardstick for the load on a shared machine, the fp32 speed of one matrix product of
+the size of a batch-64 recurrent step.
 
 The first call of each path (tracing and XLA compilation) is done before timing and reported
 separately; the figures are the best of the repeats (the machine is shared, the best run is
@@ -75,6 +78,18 @@ def baseline(lm: LanguageModel, length: int):
     return run
 
 
+def matmul_probe():
+    """One recurrent-step-sized fp32 product, (64x512)·(512x1024), 200 times: the machine's
+    speed at the size that bounds (c), measured in the same run (the machine is shared)."""
+    a, b = tf.random.normal((64, 512)), tf.random.normal((512, 1024))
+
+    @tf.function
+    def run():
+        return tf.foldl(lambda acc, _: acc + tf.reduce_sum(tf.matmul(a, b)), tf.zeros(200), 0.0)
+
+    return lambda: float(run())
+
+
 def timed(fn):
     start = time.perf_counter()
     fn()
@@ -102,6 +117,7 @@ def main():
         "baseline": baseline(lm, args.baseline_length),
         "batch64": lambda: sampler.run("The ", many, chunk=args.chunk),
         "prompt10k": lambda: sampler.prime(lm.tokenizer.encode(prompt))[1].numpy(),
+        "matmul": matmul_probe(),
     }
     first = {name: timed(job) for name, job in jobs.items()}  # tracing + XLA compilation
     best = {name: float("inf") for name in jobs}
@@ -114,11 +130,13 @@ def main():
         "baseline_chars_per_s": args.baseline_length / best["baseline"],
         "batch64_chars_per_s": 64 * args.length / best["batch64"],
         "prompt10k_seconds": best["prompt10k"],
+        "matmul_gflops": 200 * 2 * 64 * 512 * 1024 / best["matmul"] / 1e9,
     }
     figures["ratio_vs_baseline"] = figures["single_chars_per_s"] / figures["baseline_chars_per_s"]
     figures = {k: round(v, 4 if k == "prompt10k_seconds" else 1) for k, v in figures.items()}
     first = {k: round(v, 2) for k, v in first.items()}
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}"
+    machine = (f"{platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}, "
+               f"load average {os.getloadavg()[0]:.1f}")
     if args.json:
         print(json.dumps({**figures, "first_call_seconds": first, "machine": machine}))
         return
@@ -129,6 +147,8 @@ def main():
     print(f"(c) 64 samples at once:           {figures['batch64_chars_per_s']:>10,.0f} chars/s in total "
           f"({figures['batch64_chars_per_s'] / figures['single_chars_per_s']:.1f}x one sample)")
     print(f"(d) 10,000-character prompt:      {figures['prompt10k_seconds']:>10.3f} s")
+    print(f"    (64x512)·(512x1024) fp32 matmul: {figures['matmul_gflops']:>7.1f} GFLOP/s "
+          f"(bounds (c): a 2x256 LSTM step costs 1.6 MFLOP per sample)")
     print("first calls (tracing + compiling), s: " + ", ".join(f"{k} {v}" for k, v in first.items()))
 
 

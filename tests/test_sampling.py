@@ -215,11 +215,14 @@ def test_word_model_splits_the_prompt(tmp_path):
     assert sample.tokens == 40
     assert "".join(pieces) == sample.text
     assert sample.text.startswith(" ") or sample.text.startswith("\n")  # joined to the prompt
+    (after_space,) = lm.generate("the dog ", length=5, seed=1)
+    assert not after_space.text.startswith(" ")  # the prompt's own space joins them
     words = sample.text.split()
     assert len(words) == 40 - sample.text.count("\n")
     assert set(words) <= set(tokenizer.vocabulary) - {"<pad>", "<unk>", "<eol>"}
 
 
+@pytest.mark.slow  # compiles loops for another model or batch size
 def test_byte_model_streams_whole_characters(tmp_path):
     from charlm.tokenizers import ByteTokenizer
 
@@ -265,6 +268,7 @@ def _one_line_error(result):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow  # compiles loops for another model or batch size
 def test_cli_json(tiny_model_path, lm, tmp_path):
     prompt_file = tmp_path / "prompt.txt"
     prompt_file.write_text("the ☃ dogs ", encoding="utf-8")
