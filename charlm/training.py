@@ -101,6 +101,7 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
         TrainingInterrupted: SIGINT/SIGTERM; a checkpoint was written first.
         CharlmError: bad input, or divergence (a non-finite loss or gradient norm).
     """
+    from charlm.checkpoint import read_state
     from charlm.data import DataConfig, prepare
     from charlm.runspec import new_spec, resume_spec
 
@@ -113,7 +114,6 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
         spec = new_spec(corpus, out, settings, init_from, extend_vocab)
     tokenizer = report = source = None
     if spec.resume_from is not None:
-        from charlm.checkpoint import read_state
         from charlm.tokenizers import tokenizer_from_config
 
         tokenizer = tokenizer_from_config(read_state(spec.resume_from)["tokenizer"])
@@ -132,6 +132,11 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
     if spec.resumed and data.fingerprint != spec.corpus_sha256:
         raise CharlmError(f"the corpus {', '.join(data.files)} is not the text the run in {spec.out_dir} was "
                           "trained on (its sha256 differs); resuming needs the same corpus")
+    if spec.resume_from is not None:
+        done, total = read_state(spec.resume_from)["position"]["step"], _total_steps(len(data.train), spec.train)
+        if done >= total:
+            raise CharlmError(f"the run in {spec.out_dir} has already trained {done} of its {total} steps; "
+                              "raise --epochs or --max-steps to train it further")
     if report is not None:
         from charlm.finetune import vocabulary_report
 
@@ -241,12 +246,7 @@ class _Run:
 
         data, config, trainer = self.data, self.config, self.trainer
         steps_per_epoch = len(data.train)
-        total_steps = steps_per_epoch * config.epochs
-        if config.max_steps is not None:
-            total_steps = min(total_steps, config.max_steps)
-        if pos.step >= total_steps:
-            raise CharlmError(f"the run in {self.out_dir} has already trained {pos.step} of its {total_steps} "
-                              "steps; raise --epochs or --max-steps to train it further")
+        total_steps = _total_steps(steps_per_epoch, config)
         every = self.spec.checkpoints.checkpoint_every
         tokens_per_window = data.train.tokens_per_window
         model_path = self.out_dir / "model.keras"
@@ -416,6 +416,11 @@ class _StopSignals(contextlib.AbstractContextManager):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         return False
+
+
+def _total_steps(steps_per_epoch: int, config) -> int:
+    total = steps_per_epoch * config.epochs
+    return total if config.max_steps is None else min(total, config.max_steps)
 
 
 def _progress(total, label, enabled):

@@ -1,0 +1,289 @@
+"""Training that survives: exact resume, atomic checkpoints, signals, divergence, resume conflicts.
+
+The equivalence checks compare a run stopped and resumed (once in-process with real
+signals, once in real ``charlm train`` processes killed with SIGTERM and SIGKILL)
+against one uninterrupted run: the same loss at every step and bit-identical
+weights, optimizer slots and dropout random state at the end. Dropout is on, so
+the random state matters. CPU with TensorFlow's op determinism on: equality is exact.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import charlm
+from charlm.checkpoint import list_checkpoints, read_arrays, read_state
+from charlm.cli import main
+from charlm.errors import CharlmError
+from charlm.training import Observer, TrainingInterrupted
+from tests.conftest import BUNDLED_CORPUS, TINY
+
+# 21 windows per epoch on the 6,000-character corpus; two epochs, a checkpoint every 5 steps.
+SETTINGS = dict(cell="lstm", layers=2, hidden=16, embedding=8, dropout=0.1, batch_size=8, bptt=32, epochs=2,
+                lr=0.01, val_fraction=0.1, seed=3, checkpoint_every=5, keep=3)
+
+
+def _flags(settings):
+    return [f for k, v in settings.items() for f in (f"--{k.replace('_', '-')}", str(v))]
+
+
+class Recorder(Observer):
+    """Records every step's loss; sends a real signal to this process after step ``stop_at``."""
+
+    def __init__(self, stop_at=None, signum=signal.SIGINT):
+        self.losses, self.stop_at, self.signum = {}, stop_at, signum
+
+    def on_step_end(self, run, step, logs):
+        self.losses[step] = logs["loss"]
+        if step == self.stop_at:
+            os.kill(os.getpid(), self.signum)
+
+
+def _train(corpus=None, out=None, observers=(), lines=None, **settings):
+    log = lines.append if lines is not None else (lambda line: None)
+    return charlm.train(corpus, out, progress=False, log=log, observers=observers, **settings)
+
+
+def _assert_same_arrays(a, b):
+    a, b = read_arrays(a), read_arrays(b)
+    assert a.keys() == b.keys()
+    different = [k for k in a if not np.array_equal(a[k], b[k])]
+    assert not different, different
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("resume") / "small.txt"
+    path.write_text(BUNDLED_CORPUS.read_text(encoding="utf-8")[:6000], encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory):
+    """One uninterrupted run: its directory and per-step losses."""
+    recorder = Recorder()
+    out = tmp_path_factory.mktemp("resume") / "reference"
+    summary = _train(corpus, out, [recorder], **SETTINGS)
+    return {"dir": out, "losses": recorder.losses, "summary": summary}
+
+
+@pytest.mark.slow
+def test_interrupted_twice_then_resumed_equals_uninterrupted(corpus, reference, tmp_path):
+    out = tmp_path / "run"
+    first, second, last = Recorder(stop_at=7), Recorder(stop_at=30, signum=signal.SIGTERM), Recorder()
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        _train(corpus, out, [first], **SETTINGS)
+    assert stopped.value.exit_code == 130
+    assert str(stopped.value) == f"interrupted at step 7 (checkpoint saved); resume with: charlm train --resume {out}"
+    assert read_state(list_checkpoints(out)[-1])["position"]["step"] == 7
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
+    # What a SIGKILL in the middle of a save leaves: a partial directory. It must be ignored.
+    partial = out / "checkpoints" / ".partial-ckpt-000099-step-9-4242"
+    shutil.copytree(list_checkpoints(out)[-1], partial)
+    (partial / "tensors.data-00000-of-00001").write_bytes(b"half a file")
+    with pytest.raises(TrainingInterrupted) as stopped:  # crosses the epoch boundary (21) on the way
+        _train(resume=out, observers=[second])
+    assert stopped.value.exit_code == 143
+    assert not partial.exists()
+    lines = []
+    summary = _train(resume=out, observers=[last], lines=lines)
+    assert any("resuming" in line and "step 30, epoch 2, window 9 of 21" in line for line in lines), lines
+    # Each step ran once, in exactly one of the three runs.
+    assert sorted(first.losses) == list(range(1, 8)) and sorted(second.losses) == list(range(8, 31))
+    assert {**first.losses, **second.losses, **last.losses} == reference["losses"]
+    _assert_same_arrays(list_checkpoints(out)[-1], list_checkpoints(reference["dir"])[-1])
+    for key in ("best_val_loss", "final_train_loss", "steps", "tokens_seen"):
+        assert summary[key] == reference["summary"][key]
+    rows = json.loads((out / "history.json").read_text())
+    expected = json.loads((reference["dir"] / "history.json").read_text())
+    assert [(r["train_loss"], r["val_loss"]) for r in rows] == [(r["train_loss"], r["val_loss"]) for r in expected]
+
+
+def test_checkpoints_are_complete_and_only_the_newest_kept(reference):
+    kept = list_checkpoints(reference["dir"])
+    assert len(kept) == SETTINGS["keep"]
+    assert [read_state(p)["position"]["step"] for p in kept] == [35, 40, 42]
+    final = read_state(kept[-1])
+    assert final["position"]["epoch"] == 3 and final["position"]["cursor"] == 0  # after the last epoch
+    assert final["tokenizer"]["vocabulary"] == charlm.load(reference["dir"] / "model.keras").tokenizer.vocabulary
+    assert not [p for p in (reference["dir"] / "checkpoints").iterdir() if p.name.startswith(".")]
+    arrays = read_arrays(kept[-1])
+    assert any("states" in key for key in arrays) and any("optimizer" in key for key in arrays)
+
+
+@pytest.mark.slow
+def test_allowed_changes_are_honoured_and_logged(reference, tmp_path):
+    out = tmp_path / "more"
+    shutil.copytree(reference["dir"], out)
+    lines = []
+    summary = _train(resume=out, lines=lines, epochs=3, lr=0.005)
+    assert any("changed: --epochs 2 -> 3, --lr 0.01 -> 0.005" in line for line in lines), lines
+    assert summary["steps"] == 63 and summary["epochs"] == 3
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["epochs"] == 3 and config["train"]["lr"] == 0.005
+    # The optimizer's only float scalar is its learning rate (the other scalar is the int64 step count).
+    rates = [v for k, v in read_arrays(list_checkpoints(out)[-1]).items()
+             if k.startswith("optimizer/") and v.shape == () and v.dtype == np.float32]
+    assert rates == [np.float32(0.005)]
+
+
+@pytest.mark.slow
+def test_divergence_stops_and_keeps_the_last_good_checkpoint_and_best_model(corpus, tmp_path):
+    class Poison(Observer):
+        """After step 23 (in epoch 2), one weight becomes NaN: the next step's loss is NaN."""
+
+        def on_step_end(self, run, step, logs):
+            if step == 23:
+                bias = run.lm.model.get_layer("logits").bias
+                bias.assign(np.full(bias.shape, np.nan, dtype="float32"))
+
+    out = tmp_path / "diverged"
+    with pytest.raises(CharlmError) as diverged:
+        _train(corpus, out, [Poison()], **SETTINGS)
+    message = str(diverged.value)
+    assert "training diverged at step 24 (loss nan" in message
+    assert f"charlm train --resume {out} --lr 0.005" in message and "ckpt-000005-step-21" in message
+    kept = list_checkpoints(out)
+    assert read_state(kept[-1])["position"]["step"] == 21
+    assert all(np.isfinite(a).all() for a in read_arrays(kept[-1]).values())
+    lm = charlm.load(out / "model.keras")  # the best model, from epoch 1
+    assert all(np.isfinite(w).all() for w in lm.model.get_weights())
+    assert lm.info["step"] == 21
+
+
+def _start(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(Path(charlm.__file__).parent.parent)}
+    return subprocess.Popen([sys.executable, "-m", "charlm", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_checkpoint(out, after: int, process, timeout=120):
+    """Wait until a checkpoint newer than ``after`` (a count of checkpoints written) exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        names = list_checkpoints(out)
+        if names and int(names[-1].name.split("-")[1]) > after:
+            return int(names[-1].name.split("-")[1])
+        time.sleep(0.02)
+    raise AssertionError(f"no new checkpoint; process exited with {process.poll()}")
+
+
+@pytest.mark.slow
+def test_real_processes_stopped_by_sigterm_and_sigkill_resume_exactly(tmp_path):
+    """``charlm train`` killed twice (SIGTERM, then SIGKILL at a checkpoint boundary), then resumed."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(BUNDLED_CORPUS.read_text(encoding="utf-8")[:20000], encoding="utf-8")
+    settings = {**SETTINGS, "checkpoint_every": 3, "keep": 2}  # 70 windows per epoch, 140 steps
+    reference = tmp_path / "reference"
+    _train(corpus, reference, **settings)
+    out = tmp_path / "run"
+
+    run = _start(["train", corpus, "--out", out, "--quiet", *_flags(settings)], tmp_path)
+    _wait_for_checkpoint(out, 0, run)
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 143, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("charlm: interrupted at step ") and last.endswith(f"resume with: charlm train --resume {out}")
+    step = int(last.split("step ")[1].split()[0])
+    assert read_state(list_checkpoints(out)[-1])["position"]["step"] == step
+
+    run = _start(["train", "--resume", out, "--quiet"], tmp_path)
+    seen = int(list_checkpoints(out)[-1].name.split("-")[1])
+    _wait_for_checkpoint(out, seen + 1, run)
+    run.kill()
+    run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGKILL
+
+    run = _start(["train", "--resume", out, "--quiet", "--json"], tmp_path)
+    stdout, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    assert json.loads(stdout.strip().splitlines()[-1])["steps"] == 140
+    _assert_same_arrays(list_checkpoints(out)[-1], list_checkpoints(reference)[-1])
+
+
+# -- refusals, one line each -------------------------------------------------------------
+
+
+def _one_line_error(args, *fragments):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 1, result.output
+    # Progress lines (reading the corpus) may come first; the error is one line, the last.
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("charlm: error:"), result.stderr
+    assert sum(line.startswith("charlm: error:") for line in lines) == 1
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    return lines[-1]
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("--hidden", 64), ("--layers", 1), ("--cell", "gru"), ("--batch-size", 4), ("--bptt", 16),
+    ("--tokenizer", "byte"), ("--dropout", 0.5), ("--seed", 7), ("--val-fraction", 0.2), ("--optimizer", "sgd"),
+])
+def test_resume_refuses_changes_to_the_model_or_data(reference, flag, value):
+    before = sorted(p.name for p in list_checkpoints(reference["dir"]))
+    _one_line_error(["train", "--resume", reference["dir"], flag, value], f"{flag} {value} conflicts", "drop " + flag)
+    assert sorted(p.name for p in list_checkpoints(reference["dir"])) == before
+
+
+def test_resume_refuses_another_corpus(reference, tiny_corpus):
+    _one_line_error(["train", tiny_corpus, "--resume", reference["dir"], "--epochs", "3"],
+                    "not the text", "same corpus")
+
+
+def test_resume_of_a_finished_run_says_how_to_continue(reference):
+    _one_line_error(["train", "--resume", reference["dir"]], "already trained 42 of its 42 steps", "--epochs")
+
+
+@pytest.mark.parametrize("case", ["missing", "not-a-run", "out", "init-from", "damaged-config"])
+def test_bad_resume_requests(case, reference, tmp_path, tiny_model_path):
+    run = tmp_path / "run"
+    args, fragment = ["train", "--resume", run], {
+        "missing": "no such run directory", "not-a-run": "no config.json", "out": "--out cannot be combined",
+        "init-from": "cannot be combined with --resume", "damaged-config": "config.json is damaged",
+    }[case]
+    if case != "missing":
+        run.mkdir()
+    if case == "out":
+        args += ["--out", tmp_path / "elsewhere"]
+    if case == "init-from":
+        (run / "config.json").write_text("{}")
+        args += ["--init-from", tiny_model_path]
+    if case == "damaged-config":
+        (run / "config.json").write_text('{"tokenizer": ')
+    _one_line_error(args, fragment)
+
+
+def test_new_run_into_an_interrupted_runs_directory_points_to_resume(reference, corpus, tmp_path):
+    out = tmp_path / "started"
+    out.mkdir()
+    shutil.copy(reference["dir"] / "config.json", out / "config.json")
+    _one_line_error(["train", corpus, "--out", out], "already holds a run", f"--resume {out}")
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (["--checkpoint-every", "-1"], "--checkpoint-every"), (["--keep", "0"], "--keep"),
+    (["--extend-vocab"], "--extend-vocab needs --init-from"),
+])
+def test_bad_checkpoint_and_fine_tuning_flags(flags, fragment, corpus, tmp_path):
+    _one_line_error(["train", corpus, "--out", tmp_path / "o", *flags], fragment)
+    assert not (tmp_path / "o").exists()
+
+
+def test_tiny_settings_still_train_without_checkpoint_flags(tiny_run):
+    """The shared tiny run (defaults: a checkpoint every 200 steps) ends with one at its last step."""
+    kept = list_checkpoints(tiny_run["run_dir"])
+    assert kept and read_state(kept[-1])["position"]["step"] == TINY["max_steps"]
+    assert tiny_run["checkpoint"] == str(kept[-1])
