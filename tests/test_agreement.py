@@ -143,10 +143,12 @@ def test_word_model_skips_out_of_vocabulary_forms():
     lm = untrained("word", "the key keys is are old .\nthe keys are old .\n")
     items = [Item("x", 1, "are", "is", "the keys", " old ."),
              Item("x", 2, "seems", "seem", "the key", " old ."),
-             Item("x", 3, "the key is old .", "the key iss old .")]
+             Item("x", 3, "the key is old .", "the key iss old ."),
+             Item("x", 4, "the keys seem old .", "the keys seems old .")]  # both <unk>, yet different
     scored, skips = ItemScorer(lm).score(items)
     assert [s.item.line for s in scored] == [1]
-    assert [s.line for s in skips] == [2, 3] and "outside the model's vocabulary" in skips[0].reason
+    assert [s.line for s in skips] == [2, 3, 4]
+    assert all("outside the model's vocabulary" in s.reason for s in skips)
     ids = lm.tokenizer.encode("\nthe keys are")
     # A word model scores the form's word alone: no boundary token after it.
     direct = ItemScorer(lm).sequence_logprobs([(ids, 3)])[0]

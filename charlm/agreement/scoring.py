@@ -76,7 +76,7 @@ class ItemScorer:
             bad = np.concatenate([self.context, encode(item.wrong), self.end])
             first = max(1, len(self.context))
             versions = [(good, first), (bad, first)]
-            changed_good, changed_bad = _differing(good, bad)
+            changed = _differing(self._symbols(item.correct), self._symbols(item.wrong))
         else:
             base = np.concatenate([self.context, encode(item.prefix)])
             first = max(1, len(base))
@@ -85,14 +85,22 @@ class ItemScorer:
             boundary = "" if word else self._boundary(item)
             continuations = [encode(space + form + boundary) for form in (item.correct, item.wrong)]
             versions = [(np.concatenate([base, c]), first) for c in continuations]
-            changed_good, changed_bad = continuations
-        unk = self.tokenizer.unk_id
-        if unk is not None and (np.any(changed_good == unk) or np.any(changed_bad == unk)):
+            changed = (self._symbols(item.correct), self._symbols(item.wrong))
+        # Checked on the symbols themselves: two different unknown words would both
+        # become <unk> and look identical.
+        if self.tokenizer.unk_id is not None and any(self._unknown(x) for side in changed for x in side):
             what = "word" if word else "character"
             return [], f"a form has a {what} outside the model's vocabulary"
         if np.array_equal(versions[0][0], versions[1][0]):
             return [], "the two forms are the same after tokenization"
         return [(ids.astype(np.int32), start) for ids, start in versions], None
+
+    def _symbols(self, text: str) -> list:
+        """The words (word model) or characters of ``text``."""
+        return self.tokenizer.split(text) if self.tokenizer.kind == "word" else list(text)
+
+    def _unknown(self, symbol: str) -> bool:
+        return bool(np.any(self.tokenizer.encode(symbol) == self.tokenizer.unk_id))
 
     def _boundary(self, item: Item) -> str:
         """The character after the form: the first of ``after``, or the line break
@@ -136,8 +144,8 @@ class ItemScorer:
         return out
 
 
-def _differing(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The tokens where two sequences differ: each without their common start and end."""
+def _differing(a: list, b: list) -> tuple[list, list]:
+    """Where two sequences differ: each without their common start and end."""
     n = min(len(a), len(b))
     start = next((k for k in range(n) if a[k] != b[k]), n)
     end = next((k for k in range(n - start) if a[len(a) - 1 - k] != b[len(b) - 1 - k]), n - start)
