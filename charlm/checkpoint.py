@@ -134,8 +134,8 @@ class Checkpointer:
         run_dir: the run directory (checkpoints go to ``run_dir/checkpoints``).
         model: the Keras model being trained.
         optimizer: its Keras optimizer (already built, so its slots exist).
-        state_shapes: the carried recurrent states, as a list of (B, H) tensors
-            (their values do not matter, only their shapes).
+        state_shapes: the carried recurrent states of all local streams, as a list of
+            (B, H) arrays (their values do not matter, only their shapes and dtypes).
         keep: how many checkpoints to keep.
     """
 
@@ -154,7 +154,7 @@ class Checkpointer:
         )
 
     def save(self, position: Position, states, record: dict) -> Path:
-        """Write a checkpoint of ``position``, the carried ``states`` and the current model
+        """Write a checkpoint of ``position``, the carried ``states`` ((B, H) arrays) and the current model
         and optimizer; ``record`` (settings, tokenizer) goes into ``state.json``. Returns
         the new checkpoint's directory. Older checkpoints beyond ``keep`` are removed."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -189,7 +189,7 @@ class Checkpointer:
 
     def restore(self, path) -> tuple[Position, list, dict]:
         """Load a checkpoint into the model and optimizer; set Python's and NumPy's random
-        states. Returns (position, carried states as (B, H) tensors, the whole state.json)."""
+        states. Returns (position, carried states as (B, H) numpy arrays, the whole state.json)."""
         path = Path(path)
         state = read_state(path)
         try:
@@ -203,7 +203,7 @@ class Checkpointer:
             ) from None
         position = Position.from_json(state["position"])
         _set_python_rng_state(state["rng"])
-        return position, [variable.read_value() for variable in self._states], state
+        return position, [variable.numpy() for variable in self._states], state
 
 
 def clean_leftovers(run_dir):
