@@ -122,13 +122,9 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
 
         source = load(spec.init_from)  # all its checks before anything is written
         tokenizer, report = _fine_tuning_tokenizer(spec, source.tokenizer, data_config, log)
-
-    def load_data(tokenizer):
-        return prepare(spec.paths, spec.tokenizer, spec.train, tokenizer, data_config=data_config,
-                       run_dir=spec.out_dir, log=log)
-
     check_creatable_dir(spec.out_dir)  # before the corpus is read: a bad --out fails fast
-    data = load_data(tokenizer)
+    data = prepare(spec.paths, spec.tokenizer, spec.train, tokenizer, data_config=data_config,
+                   run_dir=spec.out_dir, log=log)
     if spec.resumed and data.fingerprint != spec.corpus_sha256:
         raise CharlmError(f"the corpus {', '.join(data.files)} is not the text the run in {spec.out_dir} was "
                           "trained on (its sha256 differs); resuming needs the same corpus")
