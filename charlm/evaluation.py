@@ -63,7 +63,11 @@ class TokenScorer:
     def __init__(self, lm):
         import tensorflow as tf
 
+        from charlm.forward import make_forward
+
         self.lm = lm
+        # The training forward pass: charlm's kernels on a CPU, Keras' cuDNN layers on a GPU.
+        self.forward = make_forward(lm.model, lm.config, fast=not tf.config.list_logical_devices("GPU"))
         self.vocab_size = lm.tokenizer.vocab_size
         self.n_states = len(lm.zero_states(1))
         ids = tf.TensorSpec((None, None), tf.int32)
@@ -73,7 +77,7 @@ class TokenScorer:
     def _logprobs(self, inputs, targets, states):
         import tensorflow as tf
 
-        logits, *new_states = self.lm.model([inputs, *states], training=False)
+        logits, new_states = self.forward(inputs, states, False)
         # log p(target) = -cross-entropy, computed in float32 whatever the model's dtype.
         logp = -tf.nn.sparse_softmax_cross_entropy_with_logits(targets, tf.cast(logits, tf.float32))
         return logp, new_states
