@@ -10,6 +10,8 @@ share a process), and the workers are timed in turn, A B C A B C ..., after a wa
 
     keras           keras.layers.{LSTM,GRU,SimpleRNN} in a tf.function
     keras_jit       the same with jit_compile=True
+    charlm          charlm's Trainer, exactly as `charlm train` runs a window
+    charlm_eval     charlm's evaluation forward pass, as `charlm eval` runs a window
     fast            charlm.fast_rnn.rnn_sequence (tf.while_loop) in a tf.function
     fast_jit        the same with jit_compile=True
     torch           torch.nn.{LSTM,GRU,RNN} (if torch is installed)
@@ -101,6 +103,55 @@ def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     return step
 
 
+def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
+    """Returns step(): one window through charlm's own Trainer, as ``charlm train`` runs it
+    (variant "charlm"), or one window of evaluation as ``charlm eval`` runs it ("charlm_eval")."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    from charlm.backend import import_keras
+
+    keras = import_keras()
+    from charlm.config import ModelConfig, TrainConfig
+    from charlm.evaluation import TokenScorer
+    from charlm.lm import LanguageModel
+    from charlm.model import build_model
+    from charlm.tokenizers import CharTokenizer
+    from charlm.trainer import Trainer
+
+    keras.utils.set_random_seed(0)
+    model_config = ModelConfig(cell=cell, layers=layers, hidden=hidden, embedding=E)
+    model = build_model(model_config, V)
+    gen = tf.random.Generator.from_seed(1)
+    data = [(gen.uniform((batch, T), 0, V, tf.int32), gen.uniform((batch, T), 0, V, tf.int32))
+            for _ in range(4)]
+    counter = [0]
+    if variant == "charlm_eval":
+        tokenizer = CharTokenizer([f"{i}" if i < 10 else chr(0x100 + i) for i in range(V)])
+        scorer = TokenScorer(LanguageModel(model, tokenizer, model_config))
+        data = [(x.numpy(), y.numpy()) for x, y in data]
+        eval_states = [None]
+
+        def eval_step():
+            x, y = data[counter[0] % len(data)]
+            counter[0] += 1
+            logp, eval_states[0] = scorer(x, y, eval_states[0])
+            return float(logp[0, 0])
+
+        return eval_step
+    trainer = Trainer(model, TrainConfig(batch_size=batch, bptt=T, clipnorm=CLIP), model_config)
+    states = [trainer.zero_states(batch)]
+
+    def step():
+        x, y = data[counter[0] % len(data)]
+        counter[0] += 1
+        loss, _, states[0] = trainer.train_step(x, y, states[0])
+        return float(loss)
+
+    return step
+
+
 def _torch_worker(cell, layers, hidden, batch, threads):
     """Returns step(): one training step with torch.nn.{LSTM,GRU,RNN}."""
     import torch
@@ -143,6 +194,8 @@ def _worker(args):
     cell, layers, hidden, batch = _parse_config(args.worker_config)
     if args.worker == "torch":
         step = _torch_worker(cell, layers, hidden, batch, args.threads)
+    elif args.worker.startswith("charlm"):
+        step = _charlm_worker(args.worker, cell, layers, hidden, batch, args.threads, args.inter_op)
     else:
         step = _tf_worker(args.worker, cell, layers, hidden, batch, args.threads, args.inter_op)
     out = sys.stdout
