@@ -192,12 +192,10 @@ def _module_class():
             """ids (B, L) int32 -> the generated text of each row (B,) string."""
             pieces = tf.gather(self.pieces, ids)  # (B, L)
             if self.kind == "word":
-                # A space between two words, and before the first one when the prompt ends in a word.
+                # A space between two words, and before the first one when the prompt ends in a
+                # word (not when it is empty or ends in whitespace), as charlm.sampling joins them.
                 is_word = tf.not_equal(ids, self.eol_id)
-                after_word = tf.logical_and(
-                    tf.strings.length(tf.strings.strip(prompts)) > 0,
-                    tf.logical_not(tf.strings.regex_full_match(prompts, "(?s).*\n")),
-                )
+                after_word = tf.logical_not(tf.strings.regex_full_match(prompts, r"(?s)(|.*\s)"))
                 before = tf.concat([after_word[:, None], is_word[:, :-1]], axis=1)
                 pieces = tf.where(tf.logical_and(is_word, before), " " + pieces, pieces)
             text = tf.strings.reduce_join(pieces, axis=1)

@@ -189,23 +189,26 @@ class Trainer:
         )
 
     def states_to_numpy(self, states):
-        """The states of all local streams as numpy arrays, (B_local, H) each, in stream order."""
+        """The states of all B streams as numpy arrays, (B, H) each, in stream order.
+
+        Under a strategy the replicas' blocks are gathered from every worker (a
+        collective: every worker must call this together), so a checkpoint written
+        by the chief holds every stream's state.
+        """
         import numpy as np
 
         if self.replicas == 1:
             return [np.asarray(s) for s in states]
-        parts = [self.strategy.experimental_local_results(s) for s in states]
-        return [np.concatenate([np.asarray(p) for p in part]) for part in parts]
+        return [np.asarray(self.strategy.gather(s, axis=0)) for s in states]
 
     def states_from_numpy(self, arrays):
-        """The inverse of :meth:`states_to_numpy`."""
+        """The inverse of :meth:`states_to_numpy`: replica r takes rows r*b..(r+1)*b."""
         if self.replicas == 1:
             return tuple(tf.constant(a) for a in arrays)
-        local = self.strategy.extended.worker_devices
-        rows = arrays[0].shape[0] // len(local)
+        rows = arrays[0].shape[0] // self.replicas
 
         def block(context):
-            r = context.replica_id_in_sync_group % len(local)
+            r = context.replica_id_in_sync_group
             return tuple(tf.constant(a[r * rows : (r + 1) * rows]) for a in arrays)
 
         return self.strategy.experimental_distribute_values_from_function(block)
