@@ -44,12 +44,6 @@ def clip_factors(grads, clipnorm, mode: str):
     return [clipnorm / tf.maximum(tf.linalg.global_norm([g]), clipnorm) for g in grads], norm
 
 
-def clip_gradients(grads, clipnorm, mode: str):
-    """Clipped gradients and the global norm before clipping (see :func:`clip_factors`)."""
-    factors, norm = clip_factors(grads, clipnorm, mode)
-    return [_scale(g, f) for g, f in zip(grads, factors)], norm
-
-
 def _scale(grad, factor):
     if isinstance(grad, tf.IndexedSlices):  # the embedding's gradient
         return tf.IndexedSlices(grad.values * factor, grad.indices, grad.dense_shape)
