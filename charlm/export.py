@@ -34,8 +34,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from charlm.errors import CharlmError
 from charlm.tokenizers import EOL
 
@@ -255,14 +253,3 @@ def _module_class():
 
     _MODULE_CLASS = GeneratorModule
     return GeneratorModule
-
-
-def generate_with(saved_model_dir, prompts, length: int, temperature: float = 1.0, seed: int = 0) -> list[str]:
-    """Load a SavedModel written by :func:`export_saved_model` and generate (a convenience
-    for checks; serving systems call the signature themselves)."""
-    import tensorflow as tf
-
-    serve = tf.saved_model.load(str(saved_model_dir)).signatures[SIGNATURE]
-    out = serve(prompts=tf.constant(list(prompts)), length=tf.constant(length, tf.int32),
-                temperature=tf.constant(temperature, tf.float32), seed=tf.constant(seed, tf.int64))
-    return [t.decode("utf-8", errors="replace") for t in np.asarray(out["generated"]).tolist()]
