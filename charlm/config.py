@@ -76,6 +76,7 @@ class TrainConfig:
     bptt: int = 64
     epochs: int = 3
     max_steps: int | None = None
+    max_minutes: float | None = None  # wall-clock budget for this process's training steps
     optimizer: str = "adam"
     lr: float = 2e-3
     clipnorm: float | None = 5.0
@@ -89,6 +90,8 @@ class TrainConfig:
         _positive("epochs", self.epochs, "--epochs")
         if self.max_steps is not None:
             _positive("max_steps", self.max_steps, "--max-steps")
+        if self.max_minutes is not None:
+            _positive("max_minutes", self.max_minutes, "--max-minutes")
         if self.optimizer not in OPTIMIZERS:
             raise CharlmError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         _positive("lr", self.lr, "--lr")

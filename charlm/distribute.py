@@ -108,8 +108,8 @@ def check_batch(strategy, batch_size: int):
         )
 
 
-def replica_windows(strategy, batches, start: int = 0):
-    """A distributed dataset of windows ``start, start+1, ...`` where replica r
+def replica_windows(strategy, batches, start: int = 0, stop: int | None = None):
+    """A distributed dataset of windows ``start, ..., stop-1`` (default: to the last) where replica r
     gets rows ``r*b : (r+1)*b`` (b = B/R) of each window: its own streams, always.
 
     Each input pipeline (one per worker) yields, for every window, the blocks
@@ -117,6 +117,8 @@ def replica_windows(strategy, batches, start: int = 0):
     a pipeline to consecutive local replicas.
     """
     import tensorflow as tf
+
+    from charlm.streams import PREFETCH, pipeline_options
 
     replicas = strategy.num_replicas_in_sync
     rows = batches.batch_size // replicas
@@ -136,8 +138,8 @@ def replica_windows(strategy, batches, start: int = 0):
             x, y = tf.numpy_function(rows_of, [window, block], (tf.int32, tf.int32), stateful=False)
             return tf.ensure_shape(x, shape), tf.ensure_shape(y, shape)
 
-        elements = tf.data.Dataset.range(start * local, len(batches) * local)
-        return elements.map(load).prefetch(tf.data.AUTOTUNE)
+        elements = tf.data.Dataset.range(start * local, (len(batches) if stop is None else stop) * local)
+        return elements.map(load).prefetch(PREFETCH).with_options(pipeline_options())
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     return strategy.distribute_datasets_from_function(dataset_fn, options)

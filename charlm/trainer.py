@@ -163,13 +163,14 @@ class Trainer:
 
     # -- data and states -----------------------------------------------------
 
-    def windows(self, batches, start: int = 0):
-        """The windows of ``batches`` from ``start`` on, as ``train_step`` takes them."""
+    def windows(self, batches, start: int = 0, stop: int | None = None):
+        """Windows ``start, ..., stop-1`` of ``batches`` (default: to the last), as
+        ``train_step`` takes them. Iterate them to the end (see :meth:`StreamBatches.dataset`)."""
         if self.replicas == 1:
-            return batches.dataset(start)
+            return batches.dataset(start, stop)
         from charlm.distribute import replica_windows
 
-        return replica_windows(self.strategy, batches, start)
+        return replica_windows(self.strategy, batches, start, stop)
 
     def zero_states(self, batch_size: int):
         """Fresh states for ``batch_size`` streams in all, split across replicas."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import itertools
 import json
 import math
 import os
@@ -243,49 +242,21 @@ class _Run:
         data, config, trainer = self.data, self.config, self.trainer
         steps_per_epoch = len(data.train)
         total_steps = _total_steps(steps_per_epoch, config)
-        every = self.spec.checkpoints.checkpoint_every
-        tokens_per_window = data.train.tokens_per_window
         model_path = self.out_dir / "model.keras"
         self._saved_step = pos.step if self.spec.resume_from else None
         started = time.perf_counter()
+        deadline = started + 60 * config.max_minutes if config.max_minutes else math.inf
+        out_of_time = False
         for observer in self.observers:
             observer.on_train_begin(self)
         with _StopSignals() as stop:
-            while pos.step < total_steps:
+            while pos.step < total_steps and not out_of_time:
                 if pos.cursor == 0:
                     # Each epoch starts from a fresh state: row i of the first window is the start of stream i.
                     states = trainer.zero_states(config.batch_size)
                 end = min(steps_per_epoch, pos.cursor + total_steps - pos.step)  # this stretch ends at window `end`
-                bar = _progress(end - pos.cursor, f"epoch {pos.epoch}/{config.epochs}", self.show_progress)
                 stretch_start, first = time.perf_counter(), pos.cursor
-                for x, y in itertools.islice(trainer.windows(data.train, pos.cursor), end - pos.cursor):
-                    loss, norm, states = trainer.train_step(x, y, states)
-                    loss, norm = float(loss), float(norm)
-                    if not (math.isfinite(loss) and math.isfinite(norm)):
-                        bar.close()
-                        self._diverged(pos.step + 1, loss, norm)
-                    pos.step += 1
-                    pos.cursor += 1
-                    pos.epoch_loss_sum += loss
-                    pos.tokens_seen += tokens_per_window
-                    done = pos.cursor - first
-                    bar.update(done, loss, done * tokens_per_window)
-                    if self.observers:
-                        logs = {
-                            "loss": loss, "grad_norm": norm,
-                            "clipped": config.clipnorm is not None and norm > config.clipnorm,
-                            "lr": trainer.learning_rate,
-                            "tokens_per_s": done * tokens_per_window / (time.perf_counter() - stretch_start),
-                        }
-                        for observer in self.observers:
-                            observer.on_step_end(self, pos.step, logs)
-                    # The stretch's last step is saved after validation instead.
-                    if every and pos.step % every == 0 and pos.cursor < end:
-                        self._save(pos, states)
-                    if stop.signal:
-                        bar.close()
-                        self._interrupted(pos, states, stop.signal)
-                bar.close()
+                states, out_of_time = self._stretch(pos, states, end, stop, deadline)
                 seconds = time.perf_counter() - stretch_start
                 pos.train_seconds += seconds
                 self._validate(pos, pos.cursor - first, seconds, model_path, bits)
@@ -294,6 +265,9 @@ class _Run:
                 self._save(pos, states)
                 if stop.signal:
                     self._interrupted(pos, states, stop.signal)
+        if out_of_time and pos.step < total_steps:
+            self.log(f"charlm: stopped at step {pos.step} of {total_steps}: --max-minutes {config.max_minutes:g} "
+                     f"reached; continue with: charlm train --resume {self.out_dir}")
         best = min(self.history, key=lambda r: r["val_loss"])
         summary = {
             "model_path": str(model_path),
@@ -307,6 +281,7 @@ class _Run:
             "tokens_seen": pos.tokens_seen,
             "tokens_per_s": pos.tokens_seen / pos.train_seconds if pos.train_seconds else 0.0,
             "seconds": time.perf_counter() - started,
+            "stopped_by_time": out_of_time and pos.step < total_steps,
             "vocab_size": data.tokenizer.vocab_size,
             "checkpoint": str(self._last_checkpoint) if self._last_checkpoint else None,
         }
@@ -315,6 +290,62 @@ class _Run:
         for observer in self.observers:
             observer.on_train_end(self, summary)
         return summary
+
+    def _stretch(self, pos, states, end, stop, deadline):
+        """Train from window ``pos.cursor`` to window ``end`` of the epoch (or until the
+        wall-clock ``deadline``), checkpointing every --checkpoint-every steps on the way.
+        Returns (states, whether the deadline cut the stretch short)."""
+        every = self.spec.checkpoints.checkpoint_every
+        tokens_per_window = self.data.train.tokens_per_window
+        bar = _progress(end - pos.cursor, f"epoch {pos.epoch}/{self.config.epochs}", self.show_progress)
+        started, first = time.perf_counter(), pos.cursor
+        windows = iter(self.trainer.windows(self.data.train, pos.cursor, end))
+        try:
+            while pos.cursor < end:
+                # Up to --steps-per-execution steps in one compiled call, never past a checkpoint.
+                count = min(self.spec.device.steps_per_execution, end - pos.cursor)
+                if every:
+                    count = min(count, every - pos.step % every)
+                losses, norms, states = self._steps(windows, states, count)
+                for loss, norm in zip(losses, norms):
+                    if not (math.isfinite(loss) and math.isfinite(norm)):
+                        self._diverged(pos.step + 1, loss, norm)
+                    pos.step += 1
+                    pos.cursor += 1
+                    pos.epoch_loss_sum += loss
+                    pos.tokens_seen += tokens_per_window
+                    tokens = (pos.cursor - first) * tokens_per_window
+                    bar.update(pos.cursor - first, loss, tokens)
+                    self._notify_step(pos.step, loss, norm, tokens / (time.perf_counter() - started))
+                # The stretch's last step is saved after validation instead.
+                if every and pos.step % every == 0 and pos.cursor < end:
+                    self._save(pos, states)
+                if stop.signal:
+                    self._interrupted(pos, states, stop.signal)
+                if time.perf_counter() > deadline:
+                    return states, True
+            return states, False
+        finally:
+            bar.close()
+
+    def _steps(self, windows, states, count):
+        """``count`` training steps from the iterator ``windows``: (losses, norms, states),
+        the losses and norms as lists of floats (one host round trip for all of them)."""
+        if count == 1:
+            x, y = next(windows)
+            loss, norm, states = self.trainer.train_step(x, y, states)
+            return [float(loss)], [float(norm)], states
+        losses, norms, states = self.trainer.train_steps(windows, states, count)
+        return losses.numpy().tolist(), norms.numpy().tolist(), states
+
+    def _notify_step(self, step, loss, norm, tokens_per_s):
+        if not self.observers:
+            return
+        clipnorm = self.config.clipnorm
+        logs = {"loss": loss, "grad_norm": norm, "clipped": clipnorm is not None and norm > clipnorm,
+                "lr": self.trainer.learning_rate, "tokens_per_s": tokens_per_s}
+        for observer in self.observers:
+            observer.on_step_end(self, step, logs)
 
     def _validate(self, pos, steps, seconds, model_path, bits):
         """Validation at the end of a stretch of ``steps`` steps: history row, best model."""

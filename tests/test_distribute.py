@@ -61,7 +61,7 @@ def test_jit_compiled_step_matches_the_plain_step(tiny_corpus):
         trainer = Trainer(model, train_config, model_config, jit_compile=jit)
         states = trainer.zero_states(4)
         losses = []
-        for _, (x, y) in zip(range(4), trainer.windows(data.train)):
+        for x, y in trainer.windows(data.train, 0, 4):
             loss, _, states = trainer.train_step(x, y, states)
             losses.append(float(loss))
         return losses, model.get_weights()
@@ -110,11 +110,11 @@ def test_several_steps_per_execution_equal_single_steps(tiny_corpus):
 
     single = trainer()
     states, single_losses = single.zero_states(4), []
-    for _, (x, y) in zip(range(6), single.windows(data.train)):
+    for x, y in single.windows(data.train, 0, 6):
         loss, _, states = single.train_step(x, y, states)
         single_losses.append(float(loss))
     multi = trainer()
-    iterator = iter(multi.windows(data.train))
+    iterator = iter(multi.windows(data.train, 0, 6))
     states = multi.zero_states(4)
     losses_a, _, states = multi.train_steps(iterator, states, 4)
     losses_b, _, states = multi.train_steps(iterator, states, 2)
@@ -132,29 +132,33 @@ def _free_port() -> int:
 
 
 def _steps(run_dir):
+    """Per-step losses from steps.csv; a resumed run's later line for a step wins."""
     import csv
 
     with open(run_dir / "steps.csv") as f:
-        return [float(row["loss"]) for row in csv.DictReader(f)]
+        losses = {int(row["step"]): float(row["loss"]) for row in csv.DictReader(f)}
+    assert sorted(losses) == list(range(1, len(losses) + 1))
+    return [losses[step] for step in sorted(losses)]
 
 
-@pytest.mark.slow
-def test_two_worker_processes_match_one_process(tiny_corpus, tmp_path):
-    """MultiWorkerMirroredStrategy, two workers on 127.0.0.1: same losses as one process
-    with the same global batch; only the chief writes its run directory."""
+MULTI_WORKER_FLAGS = ["--cell", "gru", "--layers", "1", "--hidden", "32", "--embedding", "16", "--batch-size", "8",
+                      "--bptt", "32", "--val-fraction", "0.1", "--quiet", "--json"]
+
+
+def _two_workers(tmp_path, worker_args) -> list[dict]:
+    """Runs ``charlm train`` as worker 0 (the chief) and worker 1 of a MultiWorkerMirroredStrategy
+    cluster on 127.0.0.1, with ``worker_args[i]`` for worker i; returns their JSON summaries.
+    Both processes are killed if anything goes wrong."""
     import os
 
-    flags = ["--cell", "gru", "--layers", "1", "--hidden", "32", "--embedding", "16", "--batch-size", "8",
-             "--bptt", "32", "--max-steps", "200", "--val-fraction", "0.1", "--quiet", "--json"]
     workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     processes = []
     try:
-        for index in range(2):
+        for index, args in enumerate(worker_args):
             tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
             env = {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
             processes.append(subprocess.Popen(
-                [sys.executable, "-m", "charlm", "train", str(tiny_corpus), "--strategy", "multi-worker",
-                 "--out", str(tmp_path / f"worker{index}"), *flags],
+                [sys.executable, "-m", "charlm", "train", "--strategy", "multi-worker", *args, *MULTI_WORKER_FLAGS],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             ))
         outputs = [p.communicate(timeout=600) for p in processes]
@@ -165,14 +169,42 @@ def test_two_worker_processes_match_one_process(tiny_corpus, tmp_path):
                 p.wait()
     for p, (out, err) in zip(processes, outputs):
         assert p.returncode == 0, err[-2000:]
-    single = subprocess.run([sys.executable, "-m", "charlm", "train", str(tiny_corpus),
-                             "--out", str(tmp_path / "single"), *flags],
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+
+
+def _one_process(tiny_corpus, out, steps) -> dict:
+    result = subprocess.run([sys.executable, "-m", "charlm", "train", str(tiny_corpus), "--out", str(out),
+                             "--max-steps", str(steps), *MULTI_WORKER_FLAGS],
                             capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr[-2000:]
-    chief = json.loads(outputs[0][0].strip().splitlines()[-1])
-    alone = json.loads(single.stdout.strip().splitlines()[-1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_two_worker_processes_match_one_process(tiny_corpus, tmp_path):
+    """MultiWorkerMirroredStrategy, two workers on 127.0.0.1: same losses as one process
+    with the same global batch; only the chief writes its run directory."""
+    chief, _ = _two_workers(tmp_path, [[str(tiny_corpus), "--out", str(tmp_path / f"worker{i}"), "--max-steps", "200"]
+                                       for i in range(2)])
+    alone = _one_process(tiny_corpus, tmp_path / "single", 200)
     assert chief["steps"] == alone["steps"] == 200
     np.testing.assert_allclose(_steps(tmp_path / "worker0"), _steps(tmp_path / "single"), rtol=1e-4)
     assert chief["best_val_loss"] == pytest.approx(alone["best_val_loss"], rel=1e-5)
     assert (tmp_path / "worker0" / "model.keras").exists()
     assert not (tmp_path / "worker1" / "model.keras").exists()  # the non-chief wrote nothing
+
+
+@pytest.mark.slow
+def test_two_workers_stopped_and_resumed_match_one_uninterrupted_process(tiny_corpus, tmp_path):
+    """Resume under MultiWorkerMirroredStrategy: both workers stop at step 70 (mid-epoch, so
+    the carried states of every stream matter), then resume from the chief's checkpoint
+    (a shared disk) to step 150; the losses match one uninterrupted process."""
+    run = tmp_path / "run"
+    _two_workers(tmp_path, [[str(tiny_corpus), "--out", str(out), "--max-steps", "70"]
+                            for out in (run, tmp_path / "scratch")])
+    assert not (tmp_path / "scratch").exists() or not any((tmp_path / "scratch").glob("checkpoints/*"))
+    chief, _ = _two_workers(tmp_path, [["--resume", str(run), "--max-steps", "150"]] * 2)
+    alone = _one_process(tiny_corpus, tmp_path / "single", 150)
+    assert chief["steps"] == alone["steps"] == 150
+    np.testing.assert_allclose(_steps(run), _steps(tmp_path / "single"), rtol=1e-4)
+    assert chief["best_val_loss"] == pytest.approx(alone["best_val_loss"], rel=1e-5)

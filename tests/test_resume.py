@@ -109,6 +109,36 @@ def test_interrupted_twice_then_resumed_equals_uninterrupted(corpus, reference, 
     assert [(r["train_loss"], r["val_loss"]) for r in rows] == [(r["train_loss"], r["val_loss"]) for r in expected]
 
 
+@pytest.mark.slow
+def test_stopped_by_max_minutes_then_resumed_equals_uninterrupted(corpus, reference, tmp_path):
+    """--max-minutes stops at a step boundary, validates and checkpoints; --resume goes on exactly."""
+    out = tmp_path / "run"
+    first, rest, lines = Recorder(), Recorder(), []
+    # 0.0001 minutes: the deadline has passed by the end of the first call, whatever the machine.
+    summary = _train(corpus, out, [first], lines=lines, **{**SETTINGS, "max_minutes": 0.0001})
+    assert summary["stopped_by_time"] and summary["steps"] == 1 == len(first.losses)
+    assert any(f"stopped at step 1 of 42: --max-minutes 0.0001 reached; continue with: charlm train --resume {out}"
+               in line for line in lines), lines
+    assert (out / "model.keras").exists() and read_state(list_checkpoints(out)[-1])["position"]["step"] == 1
+    summary = _train(resume=out, observers=[rest], max_minutes=60.0)
+    assert not summary["stopped_by_time"] and summary["steps"] == 42
+    assert {**first.losses, **rest.losses} == reference["losses"]
+    _assert_same_arrays(list_checkpoints(out)[-1], list_checkpoints(reference["dir"])[-1])
+
+
+@pytest.mark.slow
+def test_several_steps_per_execution_train_the_same_run(corpus, reference, tmp_path):
+    """--steps-per-execution 4: the same steps in calls of up to 4 (cut at checkpoints and
+    epoch ends), every step still logged, checkpoints on the same steps."""
+    recorder = Recorder()
+    out = tmp_path / "run"
+    summary = _train(corpus, out, [recorder], **{**SETTINGS, "steps_per_execution": 4})
+    assert summary["steps"] == 42 and sorted(recorder.losses) == list(range(1, 43))
+    np.testing.assert_allclose([recorder.losses[k] for k in range(1, 43)],
+                               [reference["losses"][k] for k in range(1, 43)], rtol=1e-5)
+    assert [read_state(p)["position"]["step"] for p in list_checkpoints(out)] == [35, 40, 42]
+
+
 def test_checkpoints_are_complete_and_only_the_newest_kept(reference):
     kept = list_checkpoints(reference["dir"])
     assert len(kept) == SETTINGS["keep"]

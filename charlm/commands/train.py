@@ -36,6 +36,9 @@ _M, _T = ModelConfig(), TrainConfig()
               help="T: window length; gradients flow within a window, the state carries across windows.")
 @click.option("--epochs", type=int, default=_T.epochs, show_default=True)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many training steps in total.")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop once this many minutes of training have passed (in this process), at a step "
+                   "boundary, then validate and save as at an epoch end; --resume continues the run.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_T.optimizer, show_default=True)
 @click.option("--lr", type=float, default=_T.lr, show_default=True, help="Learning rate.")
 @click.option("--clipnorm", type=float, default=_T.clipnorm, show_default=True,
@@ -76,8 +79,8 @@ _M, _T = ModelConfig(), TrainConfig()
               help="How many of the newest checkpoints to keep in OUT/checkpoints.")
 @click.option("--resume", type=click.Path(), default=None,
               help="Continue the run in this directory exactly where its newest checkpoint left it. Only "
-                   "--epochs, --max-steps, --lr, --clipnorm, --clip-mode, --checkpoint-every, --keep and the "
-                   "device may change; flags that change the model or data are refused.")
+                   "--epochs, --max-steps, --max-minutes, --lr, --clipnorm, --clip-mode, --checkpoint-every, "
+                   "--keep and the device settings may change; flags that change the model or data are refused.")
 @click.option("--init-from", type=click.Path(), default=None,
               help="Fine-tune: start from this model's weights and tokenizer (ids are never re-mapped).")
 @click.option("--extend-vocab", is_flag=True,

@@ -38,7 +38,7 @@ def run(strategy):
     trainer = Trainer(model, train_config, model_config, strategy)
     states = trainer.zero_states(train_config.batch_size)
     losses, norms = [], []
-    for _, (x, y) in zip(range(steps), trainer.windows(data.train)):
+    for x, y in trainer.windows(data.train, 0, steps):
         loss, norm, states = trainer.train_step(x, y, states)
         losses.append(float(loss))
         norms.append(float(norm))
