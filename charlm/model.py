@@ -24,8 +24,14 @@ keras = import_keras()
 _CELLS = {"rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 
 
-def build_model(config: ModelConfig, vocab_size: int) -> keras.Model:
-    """A new, randomly initialised model for a vocabulary of ``vocab_size`` symbols."""
+def build_model(config: ModelConfig, vocab_size: int, on_gpu: bool = False) -> keras.Model:
+    """A new, randomly initialised model for a vocabulary of ``vocab_size`` symbols.
+
+    ``on_gpu``: LSTM and GRU layers are built with ``use_cudnn=True``, so that a
+    configuration cuDNN cannot run fails at the first step instead of silently
+    taking Keras' generic loop (about 10x slower). Keras does not save the
+    setting: the model file loads anywhere with the default, "auto".
+    """
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     state_inputs = [
         keras.Input(shape=(config.hidden,), name=state_name(layer, k, config))
@@ -37,8 +43,9 @@ def build_model(config: ModelConfig, vocab_size: int) -> keras.Model:
     for layer in range(config.layers):
         if config.dropout:
             x = keras.layers.Dropout(config.dropout, name=f"dropout_{layer}")(x)
+        cudnn = {"use_cudnn": True} if on_gpu and config.cell in ("lstm", "gru") else {}
         rnn = _CELLS[config.cell](
-            config.hidden, return_sequences=True, return_state=True, name=f"{config.cell}_{layer}"
+            config.hidden, return_sequences=True, return_state=True, name=f"{config.cell}_{layer}", **cudnn
         )
         first = layer * config.states_per_layer
         x, *states = rnn(x, initial_state=state_inputs[first : first + config.states_per_layer])

@@ -188,8 +188,8 @@ class _Run:
         spec, data, config, source = self.spec, self.data, self.config, self.source
         # The strategy first: multi-worker collectives must be set up before any TensorFlow op runs.
         strategy, devices = make_strategy(spec.device)
+        on_gpu = spec.device.device != "cpu" and bool(tf.config.list_logical_devices("GPU"))
         if spec.device.mixed_precision:
-            on_gpu = bool(tf.config.list_logical_devices("GPU")) and spec.device.device != "cpu"
             keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
         if not strategy.extended.should_checkpoint:
             # Multi-worker: only the chief writes the run directory; the other
@@ -200,7 +200,7 @@ class _Run:
         check_batch(strategy, config.batch_size)
         self.log(f"charlm: training on {devices}")
         with strategy.scope():
-            model = build_model(self.model_config, data.tokenizer.vocab_size)
+            model = build_model(self.model_config, data.tokenizer.vocab_size, on_gpu=on_gpu)
         if source is not None:
             from charlm.finetune import transfer_weights
 
