@@ -7,6 +7,7 @@ arguments; they are written to the run directory and into the model file.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from charlm.errors import CharlmError
@@ -15,6 +16,7 @@ from charlm.tokenizers import KINDS, NORMALIZATIONS
 CELLS = ("rnn", "lstm", "gru")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 CLIP_MODES = ("global", "per-tensor")
+LR_SCHEDULES = ("constant", "cosine", "linear")
 
 
 def _positive(name: str, value, flag: str):
@@ -79,6 +81,7 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-clock budget for this process's training steps
     optimizer: str = "adam"
     lr: float = 2e-3
+    lr_schedule: str = "constant"
     clipnorm: float | None = 5.0
     clip_mode: str = "global"
     val_fraction: float = 0.05
@@ -95,12 +98,27 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise CharlmError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         _positive("lr", self.lr, "--lr")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise CharlmError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.clipnorm is not None and self.clipnorm <= 0:
             raise CharlmError(f"--clipnorm must be positive (or 0 for no clipping), got {self.clipnorm}")
         if self.clip_mode not in CLIP_MODES:
             raise CharlmError(f"--clip-mode must be global or per-tensor, got {self.clip_mode!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise CharlmError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
+
+
+def scheduled_lr(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of training step ``step + 1`` of ``total_steps``: ``lr`` throughout
+    (constant), or decaying from ``lr`` towards 0 at the last step (cosine: slowly, then
+    faster, then slowly; linear). A decay settles the weights at the end of a short run,
+    where a constant rate leaves them wherever the last noisy steps put them."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    fraction = min(step / max(total_steps, 1), 1.0)
+    if config.lr_schedule == "linear":
+        return config.lr * (1.0 - fraction)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * fraction))
 
 
 def to_dict(config) -> dict:

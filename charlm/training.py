@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from charlm.config import scheduled_lr
 from charlm.corpus import check_creatable_dir, check_writable_dir
 from charlm.errors import CharlmError
 
@@ -241,7 +242,7 @@ class _Run:
 
         data, config, trainer = self.data, self.config, self.trainer
         steps_per_epoch = len(data.train)
-        total_steps = _total_steps(steps_per_epoch, config)
+        total_steps = self.total_steps = _total_steps(steps_per_epoch, config)
         model_path = self.out_dir / "model.keras"
         self._saved_step = pos.step if self.spec.resume_from else None
         started = time.perf_counter()
@@ -306,6 +307,8 @@ class _Run:
                 count = min(self.spec.device.steps_per_execution, end - pos.cursor)
                 if every:
                     count = min(count, every - pos.step % every)
+                if self.config.lr_schedule != "constant":  # a call's steps share its first step's rate
+                    self.trainer.optimizer.learning_rate = scheduled_lr(self.config, pos.step, self.total_steps)
                 losses, norms, states = self._steps(windows, states, count)
                 for loss, norm in zip(losses, norms):
                     if not (math.isfinite(loss) and math.isfinite(norm)):

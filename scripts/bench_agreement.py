@@ -4,9 +4,10 @@ time budget, then run `charlm agree` on the bundled suites and check the targets
 Targets: at least 99% on `simple`; at least 90% on the single-attractor items of every
 condition that has them; every condition above its best content-blind baseline.
 
-The budget (--minutes) covers everything up to the end of training: the run gets
-`--max-minutes` of the budget less a reserve for reading the corpus and the last validation,
-so it stops at a step boundary inside the budget wherever the machine is slow or fast. The
+The budget (--minutes) covers everything up to the end of training: a short calibration run
+measures seconds per step on this machine, now; the real run gets as many steps as fit in the
+rest of the budget, with a learning rate decaying to 0 over them (cosine), and `--max-minutes`
+as a hard stop should the machine slow down. The
 model is charlm's default (2x256 LSTM, E=64); the window is --bptt 128 by default rather than
 64, because a subject and its verb are up to about 70 characters apart in the suites and
 truncated BPTT only learns dependencies that fit inside one window.
@@ -18,6 +19,7 @@ Example:
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -28,13 +30,41 @@ sys.path.insert(0, str(REPO))
 
 CORPUS = REPO / "corpora" / "agreement" / "data" / "train.txt"
 SUITE = REPO / "corpora" / "agreement" / "data" / "agreement.tsv"
+CALIBRATION_STEPS = 24
 # Seconds of the budget kept back for what happens outside the training loop: reading the
 # (cached) corpus and building the model before it, the last validation and save after it.
 RESERVE_S = 20.0
+# Seconds inside the loop that are not training steps: the first step's compilation and the
+# validation after each epoch.
+LOOP_OVERHEAD_S = 35.0
 
 
 def log(line):
     print(line, file=sys.stderr, flush=True)
+
+
+def calibrate(settings, folder) -> tuple[float, int]:
+    """(seconds per training step in steady state, steps per epoch), from a short run."""
+    import charlm
+    from charlm.training import Observer
+
+    class Clock(Observer):
+        def __init__(self):
+            self.times = []
+            self.steps_per_epoch = None
+
+        def on_train_begin(self, run):
+            self.steps_per_epoch = len(run.data.train)
+
+        def on_step_end(self, run, step, logs):
+            self.times.append(time.perf_counter())
+
+    clock = Clock()
+    charlm.train(CORPUS, Path(folder) / "calibration", progress=False, log=lambda line: None,
+                 observers=[clock], **{**settings, "max_steps": CALIBRATION_STEPS, "epochs": 1})
+    gaps = [b - a for a, b in zip(clock.times, clock.times[1:])][CALIBRATION_STEPS // 3:]
+    gaps.sort()
+    return gaps[len(gaps) // 2], clock.steps_per_epoch
 
 
 def single_attractor_cells(scored) -> dict:
@@ -81,10 +111,16 @@ def main():
     budget = args.minutes * 60
     settings = dict(bptt=args.bptt, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     with tempfile.TemporaryDirectory() as scratch:
+        seconds_per_step, steps_per_epoch = calibrate(settings, scratch)
         out = Path(args.out) if args.out else Path(scratch) / "run"
-        minutes = (budget - RESERVE_S) / 60
-        log(f"bench: training for {minutes:.2f} minutes at --bptt {args.bptt}")
-        summary = charlm.train(CORPUS, out, progress=False, log=log, epochs=1000, max_minutes=minutes, **settings)
+        minutes = (budget - (time.perf_counter() - started) - RESERVE_S) / 60
+        # The cosine schedule needs the run's length in steps: what fits in the time left at the
+        # calibrated speed. --max-minutes guarantees the budget if the machine slows down.
+        steps = max(1, int((minutes * 60 - LOOP_OVERHEAD_S) / seconds_per_step * 0.95))
+        log(f"bench: {seconds_per_step:.3f} s/step; training {steps} steps ({steps / steps_per_epoch:.2f} epochs) "
+            f"with a cosine-decaying rate, at most {minutes:.2f} minutes, at --bptt {args.bptt}")
+        summary = charlm.train(CORPUS, out, progress=False, log=log, epochs=math.ceil(steps / steps_per_epoch),
+                               max_steps=steps, max_minutes=minutes, lr_schedule="cosine", **settings)
         train_seconds = time.perf_counter() - started
         lm = charlm.load(summary["model_path"])
         result = run_agreement(lm, loaded=load([SUITE]))

@@ -7,7 +7,7 @@ import json
 import click
 
 from charlm.checkpoint import CheckpointConfig
-from charlm.config import CELLS, CLIP_MODES, OPTIMIZERS, ModelConfig, TrainConfig
+from charlm.config import CELLS, CLIP_MODES, LR_SCHEDULES, OPTIMIZERS, ModelConfig, TrainConfig
 from charlm.distribute import DEVICES, STRATEGIES
 from charlm.tokenizers import KINDS
 
@@ -41,6 +41,9 @@ _M, _T = ModelConfig(), TrainConfig()
                    "boundary, then validate and save as at an epoch end; --resume continues the run.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_T.optimizer, show_default=True)
 @click.option("--lr", type=float, default=_T.lr, show_default=True, help="Learning rate.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_T.lr_schedule, show_default=True,
+              help="constant: --lr throughout; cosine or linear: decay from --lr towards 0 at the run's last "
+                   "step (--epochs or --max-steps; a --max-minutes stop comes wherever it comes).")
 @click.option("--clipnorm", type=float, default=_T.clipnorm, show_default=True,
               help="Clip gradients to this norm (0: no clipping).")
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default=_T.clip_mode, show_default=True,
@@ -79,7 +82,7 @@ _M, _T = ModelConfig(), TrainConfig()
               help="How many of the newest checkpoints to keep in OUT/checkpoints.")
 @click.option("--resume", type=click.Path(), default=None,
               help="Continue the run in this directory exactly where its newest checkpoint left it. Only "
-                   "--epochs, --max-steps, --max-minutes, --lr, --clipnorm, --clip-mode, --checkpoint-every, "
+                   "--epochs, --max-steps, --max-minutes, --lr, --lr-schedule, --clipnorm, --clip-mode, --checkpoint-every, "
                    "--keep and the device settings may change; flags that change the model or data are refused.")
 @click.option("--init-from", type=click.Path(), default=None,
               help="Fine-tune: start from this model's weights and tokenizer (ids are never re-mapped).")
