@@ -82,6 +82,7 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 2e-3
     lr_schedule: str = "constant"
+    lr_decay_start: float = 0.0  # fraction of the run's steps before the decay begins
     clipnorm: float | None = 5.0
     clip_mode: str = "global"
     val_fraction: float = 0.05
@@ -100,6 +101,8 @@ class TrainConfig:
         _positive("lr", self.lr, "--lr")
         if self.lr_schedule not in LR_SCHEDULES:
             raise CharlmError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if not 0.0 <= self.lr_decay_start < 1.0:
+            raise CharlmError(f"--lr-decay-start must be in [0, 1), got {self.lr_decay_start}")
         if self.clipnorm is not None and self.clipnorm <= 0:
             raise CharlmError(f"--clipnorm must be positive (or 0 for no clipping), got {self.clipnorm}")
         if self.clip_mode not in CLIP_MODES:
@@ -110,12 +113,14 @@ class TrainConfig:
 
 def scheduled_lr(config: TrainConfig, step: int, total_steps: int) -> float:
     """The learning rate of training step ``step + 1`` of ``total_steps``: ``lr`` throughout
-    (constant), or decaying from ``lr`` towards 0 at the last step (cosine: slowly, then
-    faster, then slowly; linear). A decay settles the weights at the end of a short run,
-    where a constant rate leaves them wherever the last noisy steps put them."""
+    (constant), or ``lr`` for the first ``lr_decay_start`` of the steps and then decaying
+    towards 0 at the last step (cosine: slowly, then faster, then slowly; linear). A decay
+    settles the weights at the end of a run, where a constant rate leaves them wherever the
+    last noisy steps put them; a late start keeps the full rate while the model still learns."""
     if config.lr_schedule == "constant":
         return config.lr
-    fraction = min(step / max(total_steps, 1), 1.0)
+    begin = config.lr_decay_start * total_steps
+    fraction = min(max(step - begin, 0.0) / max(total_steps - begin, 1), 1.0)
     if config.lr_schedule == "linear":
         return config.lr * (1.0 - fraction)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * fraction))

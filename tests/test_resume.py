@@ -126,6 +126,33 @@ def test_stopped_by_max_minutes_then_resumed_equals_uninterrupted(corpus, refere
     _assert_same_arrays(list_checkpoints(out)[-1], list_checkpoints(reference["dir"])[-1])
 
 
+class RateRecorder(Observer):
+    def __init__(self):
+        self.rates = {}
+
+    def on_step_end(self, run, step, logs):
+        self.rates[step] = logs["lr"]
+
+
+@pytest.mark.slow
+def test_a_decaying_rate_resumes_where_it_left_off(corpus, tmp_path):
+    """--lr-schedule cosine: the rate of step k is lr * (1 + cos(pi (k-1) / 42)) / 2, in one run or
+    in a run stopped at step 10 and resumed; the resumed run equals the uninterrupted one."""
+    import math
+
+    settings = {**SETTINGS, "lr_schedule": "cosine"}
+    whole, whole_rates = Recorder(), RateRecorder()
+    _train(corpus, tmp_path / "whole", [whole, whole_rates], **settings)
+    expected = {k: 0.01 * 0.5 * (1 + math.cos(math.pi * (k - 1) / 42)) for k in range(1, 43)}
+    assert whole_rates.rates == pytest.approx(expected, rel=1e-6)
+    first, rest, rates = Recorder(stop_at=10), Recorder(), RateRecorder()
+    with pytest.raises(TrainingInterrupted):
+        _train(corpus, tmp_path / "split", [first], **settings)
+    _train(resume=tmp_path / "split", observers=[rest, rates])
+    assert {**first.losses, **rest.losses} == whole.losses
+    assert rates.rates == {k: whole_rates.rates[k] for k in range(11, 43)}
+
+
 @pytest.mark.slow
 def test_several_steps_per_execution_train_the_same_run(corpus, reference, tmp_path):
     """--steps-per-execution 4: the same steps in calls of up to 4 (cut at checkpoints and

@@ -107,3 +107,17 @@ def test_gpu_models_insist_on_cudnn_and_their_files_load_anywhere(cell, tmp_path
     loaded = load(LanguageModel(model, tokenizer, config).save(tmp_path / "gpu.keras"))
     assert [layer.use_cudnn for layer in recurrent_layers(loaded.model)] == ["auto", "auto"]
     assert loaded.model(inputs)[0].shape == (2, 5, tokenizer.vocab_size)
+
+
+def test_learning_rate_schedules():
+    from charlm.config import TrainConfig, scheduled_lr
+
+    def rates(schedule):
+        return [scheduled_lr(TrainConfig(lr=0.1, lr_schedule=schedule), step, 100) for step in range(100)]
+
+    assert rates("constant") == [0.1] * 100
+    linear, cosine = rates("linear"), rates("cosine")
+    assert linear[0] == cosine[0] == 0.1 and linear[50] == pytest.approx(0.05) == cosine[50]
+    assert linear[-1] == pytest.approx(0.001) and 0 < cosine[-1] < 1e-4
+    assert all(a > b for a, b in zip(cosine, cosine[1:])) and all(a > b for a, b in zip(linear, linear[1:]))
+    assert cosine[25] > linear[25] and cosine[75] < linear[75]  # slow, fast, slow

@@ -44,6 +44,9 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_T.lr_schedule, show_default=True,
               help="constant: --lr throughout; cosine or linear: decay from --lr towards 0 at the run's last "
                    "step (--epochs or --max-steps; a --max-minutes stop comes wherever it comes).")
+@click.option("--lr-decay-start", type=float, default=_T.lr_decay_start, show_default=True,
+              help="With --lr-schedule cosine or linear: the fraction of the run's steps trained at the full "
+                   "--lr before the decay begins.")
 @click.option("--clipnorm", type=float, default=_T.clipnorm, show_default=True,
               help="Clip gradients to this norm (0: no clipping).")
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default=_T.clip_mode, show_default=True,
@@ -82,7 +85,7 @@ _M, _T = ModelConfig(), TrainConfig()
               help="How many of the newest checkpoints to keep in OUT/checkpoints.")
 @click.option("--resume", type=click.Path(), default=None,
               help="Continue the run in this directory exactly where its newest checkpoint left it. Only "
-                   "--epochs, --max-steps, --max-minutes, --lr, --lr-schedule, --clipnorm, --clip-mode, --checkpoint-every, "
+                   "--epochs, --max-steps, --max-minutes, --lr, --lr-schedule, --lr-decay-start, --clipnorm, --clip-mode, --checkpoint-every, "
                    "--keep and the device settings may change; flags that change the model or data are refused.")
 @click.option("--init-from", type=click.Path(), default=None,
               help="Fine-tune: start from this model's weights and tokenizer (ids are never re-mapped).")
