@@ -94,7 +94,7 @@ def test_corpus_too_small(tmp_path):
 @pytest.mark.parametrize("flag,value", [
     ("--layers", 0), ("--hidden", -4), ("--embedding", 0), ("--batch-size", 0), ("--bptt", 0),
     ("--dropout", 1.0), ("--dropout", -0.1), ("--lr", 0), ("--epochs", 0), ("--val-fraction", 1.5),
-    ("--max-steps", -1), ("--max-minutes", 0), ("--steps-per-execution", 0),
+    ("--max-steps", -1), ("--max-minutes", 0), ("--steps-per-execution", 0), ("--lr-decay-start", 1.0),
 ])
 def test_nonsense_hyperparameters(flag, value, tiny_corpus, tmp_path):
     assert_one_line_error(invoke("train", tiny_corpus, "--out", tmp_path / "o", flag, value), flag)

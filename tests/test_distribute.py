@@ -39,6 +39,21 @@ def test_two_replicas_match_one_device_with_binding_clip(cell, tiny_corpus):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_a_run_under_mirrored_strategy_resumes_exactly(tiny_corpus, tmp_path):
+    """Two replicas, stopped half way and resumed: every step's loss as in one uninterrupted run
+    (each replica's block of stream states comes back from the checkpoint to the same replica)."""
+    result = subprocess.run(
+        [sys.executable, str(PROGRAMS / "mirrored_resume.py"), str(tiny_corpus), str(tmp_path), "40"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert runs["replicas"] == 2 and len(runs["whole"]) == len(runs["split"]) == 40
+    assert runs["split"] == runs["whole"]
+    assert runs["val"][1] == runs["val"][0]
+
+
 def test_jit_compiled_step_matches_the_plain_step(tiny_corpus):
     """The TPU path compiles the training step with XLA; on CPU the same step must agree."""
     from charlm.backend import import_keras
