@@ -194,6 +194,12 @@ class Trainer:
 
         if self.replicas == 1:
             return [np.asarray(s) for s in states]
+        local = [self.strategy.experimental_local_results(s) for s in states]
+        if len(local[0]) == self.replicas:
+            # Every replica is on this machine (MirroredStrategy): read the blocks directly. A
+            # gather collective here, between training steps, failed in TensorFlow 2.21 with
+            # "Collective instance ... expected type 0 ... but got type 2".
+            return [np.concatenate([np.asarray(block) for block in blocks]) for blocks in local]
         return [np.asarray(self.strategy.gather(s, axis=0)) for s in states]
 
     def states_from_numpy(self, arrays):
