@@ -128,9 +128,9 @@ def main():
         # calibrated speed. --max-minutes guarantees the budget if the machine slows down.
         steps = max(1, int((minutes * 60 - LOOP_OVERHEAD_S) / seconds_per_step * 0.95))
         schedule = dict(lr_schedule="linear", lr_decay_start=args.decay_start) if args.decay_start < 1 else {}
+        rate = f"the rate decaying linearly over the last {1 - args.decay_start:.0%}" if schedule else "constant rate"
         log(f"bench: {seconds_per_step:.3f} s/step; training {steps} steps ({steps / steps_per_epoch:.2f} epochs), "
-            f"the rate decaying linearly over the last {1 - min(args.decay_start, 1):.0%}, at most {minutes:.2f} "
-            f"minutes, at --batch-size {args.batch_size} --bptt {args.bptt}")
+            f"{rate}, at most {minutes:.2f} minutes, at --batch-size {args.batch_size} --bptt {args.bptt}")
         summary = charlm.train(CORPUS, out, progress=False, log=log, epochs=math.ceil(steps / steps_per_epoch),
                                max_steps=steps, max_minutes=minutes, **schedule, **settings)
         train_seconds = time.perf_counter() - started
