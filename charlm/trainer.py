@@ -165,7 +165,7 @@ class Trainer:
 
     def windows(self, batches, start: int = 0, stop: int | None = None):
         """Windows ``start, ..., stop-1`` of ``batches`` (default: to the last), as
-        ``train_step`` takes them. Iterate them to the end (see :meth:`StreamBatches.dataset`)."""
+        ``train_step`` takes them."""
         if self.replicas == 1:
             return batches.dataset(start, stop)
         from charlm.distribute import replica_windows

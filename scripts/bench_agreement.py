@@ -101,7 +101,8 @@ def check_targets(summary, cells) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--minutes", type=float, default=15.0, help="Budget for training, from the start of this script to the saved model.")
+    parser.add_argument("--minutes", type=float, default=15.0,
+                        help="Budget for training, from the start of this script to the saved model.")
     parser.add_argument("--json", action="store_true", help="Print the agree JSON plus train_seconds.")
     parser.add_argument("--out", help="Run directory to keep (default: a temporary one).")
     parser.add_argument("--bptt", type=int, default=128)

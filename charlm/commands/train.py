@@ -85,8 +85,9 @@ _M, _T = ModelConfig(), TrainConfig()
               help="How many of the newest checkpoints to keep in OUT/checkpoints.")
 @click.option("--resume", type=click.Path(), default=None,
               help="Continue the run in this directory exactly where its newest checkpoint left it. Only "
-                   "--epochs, --max-steps, --max-minutes, --lr, --lr-schedule, --lr-decay-start, --clipnorm, --clip-mode, --checkpoint-every, "
-                   "--keep and the device settings may change; flags that change the model or data are refused.")
+                   "--epochs, --max-steps, --max-minutes, --lr, --lr-schedule, --lr-decay-start, --clipnorm, "
+                   "--clip-mode, --checkpoint-every, --keep and the device settings may change; flags that "
+                   "change the model or data are refused.")
 @click.option("--init-from", type=click.Path(), default=None,
               help="Fine-tune: start from this model's weights and tokenizer (ids are never re-mapped).")
 @click.option("--extend-vocab", is_flag=True,
