@@ -266,7 +266,8 @@ class _Run:
                 self._save(pos, states)
                 if stop.signal:
                     self._interrupted(pos, states, stop.signal)
-        if out_of_time and pos.step < total_steps:
+        stopped_by_time = out_of_time and pos.step < total_steps
+        if stopped_by_time:
             self.log(f"charlm: stopped at step {pos.step} of {total_steps}: --max-minutes {config.max_minutes:g} "
                      f"reached; continue with: charlm train --resume {self.out_dir}")
         best = min(self.history, key=lambda r: r["val_loss"])
@@ -282,7 +283,7 @@ class _Run:
             "tokens_seen": pos.tokens_seen,
             "tokens_per_s": pos.tokens_seen / pos.train_seconds if pos.train_seconds else 0.0,
             "seconds": time.perf_counter() - started,
-            "stopped_by_time": out_of_time and pos.step < total_steps,
+            "stopped_by_time": stopped_by_time,
             "vocab_size": data.tokenizer.vocab_size,
             "checkpoint": str(self._last_checkpoint) if self._last_checkpoint else None,
         }
