@@ -57,22 +57,27 @@ class TokenScorer:
 
     ``scorer(inputs, targets, states) -> (logp, new_states)``: inputs and targets
     (B, T) int32, states a list of (B, H) arrays (None: zeros); logp (B, T) float32.
-    Shapes are left open, so batches of any size and length share one trace.
+    Shapes are left open, so batches of any size and length share one trace; where
+    ``jit_compile`` is set (see :func:`charlm.forward.jit_evaluation`), XLA compiles
+    each new shape once, so callers keep the number of shapes small.
     """
 
     def __init__(self, lm):
         import tensorflow as tf
 
-        from charlm.forward import make_forward
+        from charlm.forward import jit_evaluation, make_forward
 
         self.lm = lm
-        # The training forward pass: charlm's kernels on a CPU, Keras' cuDNN layers on a GPU.
-        self.forward = make_forward(lm.model, lm.config, fast=not tf.config.list_logical_devices("GPU"))
+        # charlm's forward-only kernels on a CPU, Keras' cuDNN layers on a GPU.
+        fast = not tf.config.list_logical_devices("GPU")
+        self.forward = make_forward(lm.model, lm.config, fast=fast, differentiable=False)
+        self.jit_compile = jit_evaluation(lm.config, fast)
         self.vocab_size = lm.tokenizer.vocab_size
         self.n_states = len(lm.zero_states(1))
         ids = tf.TensorSpec((None, None), tf.int32)
         states = [tf.TensorSpec((None, lm.config.hidden), tf.float32)] * self.n_states
-        self._step = tf.function(self._logprobs, input_signature=[ids, ids, states])
+        self._step = tf.function(self._logprobs, input_signature=[ids, ids, states],
+                                 jit_compile=self.jit_compile)
 
     def _logprobs(self, inputs, targets, states):
         import tensorflow as tf

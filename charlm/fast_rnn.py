@@ -46,11 +46,7 @@ def rnn_sequence(cell, inputs, initial_states, kernel, recurrent_kernel, bias):
         respect to inputs, initial states and weights (gradients with respect to the final
         states flow back too).
     """
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
-    expected = 2 if cell == "lstm" else 1
-    if len(initial_states) != expected:
-        raise ValueError(f"{cell} takes {expected} initial state(s), got {len(initial_states)}")
+    _check(cell, initial_states)
     # Reading the variables here, outside the custom-gradient function, makes them ordinary
     # tensor inputs of it: their gradients are returned like any other input gradient and the
     # tape carries them on to the variables.
@@ -59,6 +55,34 @@ def rnn_sequence(cell, inputs, initial_states, kernel, recurrent_kernel, bias):
     fn = {"lstm": _lstm, "gru": _gru, "rnn": _simple_rnn}[cell]
     outputs, *final_states = fn(*args, *states)
     return outputs, list(final_states)
+
+
+def rnn_inference(cell, inputs, initial_states, kernel, recurrent_kernel, bias):
+    """Runs one recurrent layer over a whole sequence, forward only: what :func:`rnn_sequence`
+    returns, computed the same way, but without keeping the gate activations and cell states
+    that its backward pass reads (an LSTM step writes H floats per row instead of 6H). For
+    evaluation and validation, which never differentiate.
+    """
+    _check(cell, initial_states)
+    x_tm = _time_major(tf.convert_to_tensor(inputs))
+    step, xw = {"lstm": _lstm_step, "gru": _gru_step, "rnn": _simple_rnn_step}[cell](
+        x_tm, *(tf.convert_to_tensor(a) for a in (kernel, recurrent_kernel, bias)))
+
+    def hidden_only(slices, carry):
+        carry, outs = step(slices, carry)
+        return carry, outs[-1:]  # every step function lists the new h last
+
+    states = tuple(tf.convert_to_tensor(s) for s in initial_states)
+    final_states, (hs,) = _time_loop(hidden_only, [xw], states, 1, False)
+    return _time_major(hs), list(final_states)
+
+
+def _check(cell, initial_states):
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    expected = 2 if cell == "lstm" else 1
+    if len(initial_states) != expected:
+        raise ValueError(f"{cell} takes {expected} initial state(s), got {len(initial_states)}")
 
 
 def _time_loop(step, sequences, carry, n_outputs, reverse):
@@ -138,14 +162,13 @@ def _or_zeros(grad, like):
     return tf.zeros_like(like) if grad is None else grad
 
 
-@tf.custom_gradient
-def _lstm(x, w, u, b, h0, c0):
-    """LSTM over a sequence: (x, W, U, b, h0, c0) -> (outputs, hT, cT), gates [i, f, c, o]."""
+def _lstm_step(x_tm, w, u, b):
+    """(step, xw): the LSTM step function for :func:`_time_loop` and the input projection
+    (T, B, 4H) of all steps it reads; the step's outputs are [s, c, h] (s the gates)."""
     units = u.shape[0]
     # One sigmoid serves all four gates: tanh(x) = 2 sigmoid(2x) - 1, so the candidate ("c")
     # columns of W, U and b are doubled (cheap: weights only), and g = 2 sigmoid - 1.
     scale = tf.concat([tf.ones([2 * units]), tf.fill([units], 2.0), tf.ones([units])], axis=0)
-    x_tm = _time_major(x)
     xw = _project(x_tm, w * scale, b * scale)  # (T, B, 4H)
     u_scaled = u * scale
 
@@ -158,6 +181,14 @@ def _lstm(x, w, u, b, h0, c0):
         h = o * tf.tanh(c)
         return (h, c), [s, c, h]
 
+    return step, xw
+
+
+@tf.custom_gradient
+def _lstm(x, w, u, b, h0, c0):
+    """LSTM over a sequence: (x, W, U, b, h0, c0) -> (outputs, hT, cT), gates [i, f, c, o]."""
+    x_tm = _time_major(x)
+    step, xw = _lstm_step(x_tm, w, u, b)
     (h_last, c_last), (s, cs, hs) = _time_loop(step, [xw], (h0, c0), 3, False)
     outputs = _time_major(hs)
 
@@ -192,12 +223,10 @@ def _lstm(x, w, u, b, h0, c0):
     return (outputs, h_last, c_last), grad
 
 
-@tf.custom_gradient
-def _gru(x, w, u, b, h0):
-    """GRU (reset_after) over a sequence: (x, W, U, b, h0) -> (outputs, hT), gates [z, r, h];
-    b (2, 3H) = [input bias; recurrent bias]."""
+def _gru_step(x_tm, w, u, b):
+    """(step, xw) for the GRU, as :func:`_lstm_step`; the step's outputs are
+    [zr, hh, inner_h, h]."""
     units = u.shape[0]
-    x_tm = _time_major(x)
     xw = _project(x_tm, w, b[0])  # (T, B, 3H), input bias included
     b_rec = b[1]  # (3H,), added to h·U before the reset gate applies
 
@@ -213,6 +242,16 @@ def _gru(x, w, u, b, h0):
         h = hh + z * (h - hh)  # = z h + (1 - z) hh
         return (h,), [zr, hh, inner_h, h]
 
+    return step, xw
+
+
+@tf.custom_gradient
+def _gru(x, w, u, b, h0):
+    """GRU (reset_after) over a sequence: (x, W, U, b, h0) -> (outputs, hT), gates [z, r, h];
+    b (2, 3H) = [input bias; recurrent bias]."""
+    units = u.shape[0]
+    x_tm = _time_major(x)
+    step, xw = _gru_step(x_tm, w, u, b)
     (h_last,), (zr, hh, inner_h, hs) = _time_loop(step, [xw], (h0,), 4, False)
     outputs = _time_major(hs)
 
@@ -245,10 +284,8 @@ def _gru(x, w, u, b, h0):
     return (outputs, h_last), grad
 
 
-@tf.custom_gradient
-def _simple_rnn(x, w, u, b, h0):
-    """SimpleRNN over a sequence: (x, W, U, b, h0) -> (outputs, hT)."""
-    x_tm = _time_major(x)
+def _simple_rnn_step(x_tm, w, u, b):
+    """(step, xw) for the SimpleRNN, as :func:`_lstm_step`; the step's output is [h]."""
     xw = _project(x_tm, w, b)  # (T, B, H)
 
     def step(slices, carry):
@@ -257,6 +294,14 @@ def _simple_rnn(x, w, u, b, h0):
         h = tf.tanh(xw_t + tf.matmul(h, u))
         return (h,), [h]
 
+    return step, xw
+
+
+@tf.custom_gradient
+def _simple_rnn(x, w, u, b, h0):
+    """SimpleRNN over a sequence: (x, W, U, b, h0) -> (outputs, hT)."""
+    x_tm = _time_major(x)
+    step, xw = _simple_rnn_step(x_tm, w, u, b)
     (h_last,), (hs,) = _time_loop(step, [xw], (h0,), 1, False)
     outputs = _time_major(hs)
 

@@ -72,7 +72,7 @@ class Trainer:
 
     def __init__(self, model, config: TrainConfig, model_config=None, strategy=None,
                  fast: bool | None = None, jit_compile: bool | None = None):
-        from charlm.forward import make_forward
+        from charlm.forward import jit_evaluation, make_forward
 
         self.model = model
         self.config = config
@@ -82,6 +82,7 @@ class Trainer:
         if fast is None:  # the hand-written kernels beat Keras on CPU; cuDNN wins on GPU
             fast = model_config is not None and not tf.config.list_logical_devices("GPU")
         self.forward = make_forward(model, model_config, fast)
+        self.eval_forward = make_forward(model, model_config, fast, differentiable=False)
         if jit_compile is None:
             # XLA fuses the LSTM kernels' gate arithmetic: about 13% faster at 2x256 and
             # more at 2x512 on a CPU, not worth its compile time for small or other models.
@@ -100,6 +101,8 @@ class Trainer:
         self._replica_train_fn = replica_train
         self.train_step = tf.function(self._train_step)
         self._multi_step = {}
+        jit_eval = self.replicas == 1 and model_config is not None and jit_evaluation(model_config, fast)
+        self._replica_eval_fn = tf.function(self._replica_eval, jit_compile=True) if jit_eval else self._replica_eval
         self.eval_step = tf.function(self._eval_step)
 
     # -- steps ---------------------------------------------------------------
@@ -149,11 +152,11 @@ class Trainer:
         return tf.stack(losses), tf.stack(norms), states
 
     def _replica_eval(self, x, y, states):
-        logits, new_states = self.forward(x, states, False)
+        logits, new_states = self.eval_forward(x, states, False)
         return tf.reduce_sum(token_loss(y, logits)), tuple(new_states)
 
     def _eval_step(self, x, y, states):
-        loss_sum, states = self.strategy.run(self._replica_eval, args=(x, y, states))
+        loss_sum, states = self.strategy.run(self._replica_eval_fn, args=(x, y, states))
         return self.strategy.reduce(SUM, loss_sum, axis=None), states
 
     @property

@@ -50,3 +50,17 @@ def tiny_run(tmp_path_factory, tiny_corpus) -> dict:
 @pytest.fixture(scope="session")
 def tiny_model_path(tiny_run) -> Path:
     return Path(tiny_run["model_path"])
+
+
+@pytest.fixture(scope="session")
+def wide_lm(tiny_model_path):
+    """An untrained one-layer LSTM of 128 units over the tiny model's vocabulary: wide enough
+    that evaluation compiles its forward pass with XLA (``charlm.forward.jit_evaluation``)."""
+    import charlm
+    from charlm.config import ModelConfig
+    from charlm.lm import LanguageModel
+    from charlm.model import build_model
+
+    tokenizer = charlm.load(tiny_model_path).tokenizer
+    config = ModelConfig(cell="lstm", layers=1, hidden=128, embedding=16)
+    return LanguageModel(build_model(config, tokenizer.vocab_size), tokenizer, config)

@@ -88,6 +88,23 @@ def test_jit_compiled_step_matches_the_plain_step(tiny_corpus):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
+def test_validation_compiled_with_xla_matches_the_keras_model(tiny_corpus):
+    """At 128 units and more the trainer's validation runs forward-only kernels under XLA."""
+    from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
+    from charlm.data import prepare
+    from charlm.model import build_model
+    from charlm.trainer import Trainer
+
+    model_config = ModelConfig(cell="gru", layers=1, hidden=128, embedding=8)
+    train_config = TrainConfig(batch_size=4, bptt=16, val_fraction=0.05)
+    data = prepare([tiny_corpus], TokenizerConfig(), train_config)
+    model = build_model(model_config, data.tokenizer.vocab_size)
+    compiled = Trainer(model, train_config, model_config)
+    assert compiled._replica_eval_fn is not compiled._replica_eval  # the XLA-compiled path
+    keras_path = Trainer(model, train_config, model_config, fast=False)
+    assert compiled.evaluate(data.validation) == pytest.approx(keras_path.evaluate(data.validation), rel=1e-5)
+
+
 def test_fast_forward_equals_the_keras_model(tiny_model_path):
     """The training forward pass (hand-written kernels) computes what the saved model computes."""
     import charlm

@@ -40,8 +40,11 @@ def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def test_single_stream_matches_one_forward_pass(lm):
+@pytest.mark.parametrize("model", ["lm", "wide_lm"])  # wide_lm: compiled with XLA
+def test_single_stream_matches_one_forward_pass(model, request):
     from charlm.evaluation import StreamSettings, text_logprobs
+
+    lm = request.getfixturevalue(model)
 
     ids, logp = text_logprobs(lm, TEXT, StreamSettings(streams=1, window=50, warmup=0))
     assert len(ids) == len(logp) == len(TEXT)

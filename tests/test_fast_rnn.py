@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from charlm.fast_rnn import rnn_sequence
+from charlm.fast_rnn import rnn_inference, rnn_sequence
 
 LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
 N_STATES = {"lstm": 2, "gru": 1, "rnn": 1}
@@ -103,11 +103,28 @@ def test_loss_on_one_final_state_only(cell):
         _assert_close(a, e, "gradient")
 
 
-def test_rejects_bad_arguments():
+@pytest.mark.parametrize("cell", list(LAYERS))
+@pytest.mark.parametrize("jit", [False, True])
+def test_inference_matches_keras(cell, jit):
+    """The forward-only kernels give Keras' outputs and final states, compiled or not."""
+    layer, x, states, _, _ = _setup(cell, 7, seed=2)
+    expected_outputs, *expected_finals = layer(x, initial_state=states)
+    run = tf.function(lambda x, states: rnn_inference(
+        cell, x, states, layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias),
+        jit_compile=jit)
+    outputs, finals = run(x, states)
+    _assert_close(outputs, expected_outputs, "outputs")
+    assert len(finals) == len(expected_finals)
+    for i, (a, e) in enumerate(zip(finals, expected_finals)):
+        _assert_close(a, e, f"final state {i}")
+
+
+@pytest.mark.parametrize("run_layer", [rnn_sequence, rnn_inference])
+def test_rejects_bad_arguments(run_layer):
     layer, x, states, _, _ = _setup("gru", 2)
     with pytest.raises(ValueError):
-        rnn_sequence("conv", x, states, layer.cell.kernel, layer.cell.recurrent_kernel,
-                     layer.cell.bias)
+        run_layer("conv", x, states, layer.cell.kernel, layer.cell.recurrent_kernel,
+                  layer.cell.bias)
     with pytest.raises(ValueError):
-        rnn_sequence("lstm", x, states, layer.cell.kernel, layer.cell.recurrent_kernel,
-                     layer.cell.bias)
+        run_layer("lstm", x, states, layer.cell.kernel, layer.cell.recurrent_kernel,
+                  layer.cell.bias)

@@ -26,6 +26,9 @@ from charlm.agreement.formats import Item, Skip
 from charlm.evaluation import START_CONTEXT, TokenScorer, start_ids
 
 MAX_ROWS = 256  # sequences per forward pass, at most
+# Under XLA every new batch shape compiles anew (about a second), so batch lengths are rounded
+# up to a multiple of this: a handful of shapes for a whole suite.
+LENGTH_QUANTUM = 32
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,8 @@ class ItemScorer:
             k += len(batch)
             if length < 2:
                 continue  # nothing to predict: every sum stays 0
+            if self.scorer.jit_compile:  # the inputs, ids[:, :-1], a multiple of the quantum
+                length = 1 + -(-(length - 1) // LENGTH_QUANTUM) * LENGTH_QUANTUM
             ids = np.full((len(batch), length), pad, np.int32)
             mask = np.zeros((len(batch), length - 1), bool)
             for row, index in enumerate(batch):
