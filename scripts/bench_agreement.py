@@ -106,7 +106,7 @@ def main():
     parser.add_argument("--json", action="store_true", help="Print the agree JSON plus train_seconds.")
     parser.add_argument("--out", help="Run directory to keep (default: a temporary one).")
     parser.add_argument("--bptt", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--decay-start", type=float, default=DECAY_START,
