@@ -92,11 +92,8 @@ def reference(lm, context: str, continuation: str) -> float:
     return float(sum(logp[t, targets[t]] for t in range(len(targets) - n, len(targets))))
 
 
-@pytest.mark.parametrize("model", ["lm", "wide_lm"])  # wide_lm: the XLA path, lengths rounded up
-def test_item_log_probabilities_match_the_logits(model, request):
+def test_item_log_probabilities_match_the_logits(lm):
     from charlm.agreement.scoring import ItemScorer
-
-    lm = request.getfixturevalue(model)
 
     items = [
         Item("x", 1, "are", "is", "the keys near the cabinet", " old ."),
@@ -104,9 +101,7 @@ def test_item_log_probabilities_match_the_logits(model, request):
         Item("x", 3, "the key is old .", "the key are old ."),  # a sentence pair
         Item("x", 4, "was", "were", "the boxes on the long table near the doors of the tall cities", " ."),
     ]
-    scorer = ItemScorer(lm)
-    assert scorer.scorer.jit_compile == (model == "wide_lm")
-    scored, skips = scorer.score(items)
+    scored, skips = ItemScorer(lm).score(items)
     assert not skips and [s.item for s in scored] == items
     expected = [
         (reference(lm, "the keys near the cabinet", " are "), reference(lm, "the keys near the cabinet", " is ")),
