@@ -12,6 +12,8 @@ through that loop. The kernels here follow the cuDNN/oneDNN recipe instead:
   ``db = sum(dGates)``) and the input gradient is one product ``dGates · W^T``.
 
 Inside the loops every tensor is time major, (T, B, ·), so that step t is a contiguous slice.
+:func:`rnn_inference` is the forward pass alone, for evaluation: the same step functions, keeping
+only the hidden states instead of everything the backward pass reads.
 
 The weights are those of ``keras.layers.LSTM`` / ``GRU`` / ``SimpleRNN`` built with default
 arguments (tanh activation, sigmoid recurrent activation, ``use_bias=True``, GRU
