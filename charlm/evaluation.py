@@ -58,20 +58,20 @@ class TokenScorer:
     ``scorer(inputs, targets, states) -> (logp, new_states)``: inputs and targets
     (B, T) int32, states a list of (B, H) arrays (None: zeros); logp (B, T) float32.
     Shapes are left open, so batches of any size and length share one trace.
-    ``jit_compile`` (default: :func:`charlm.forward.jit_evaluation`) compiles the pass
+    ``jit_compile`` (default: :func:`charlm.forward.compile_with_xla`) compiles the pass
     with XLA, once per batch shape: right for the few shapes of a streamed text.
     """
 
     def __init__(self, lm, jit_compile: bool | None = None):
         import tensorflow as tf
 
-        from charlm.forward import jit_evaluation, make_forward
+        from charlm.forward import compile_with_xla, make_forward
 
         self.lm = lm
         # charlm's forward-only kernels on a CPU, Keras' cuDNN layers on a GPU.
         fast = not tf.config.list_logical_devices("GPU")
         self.forward = make_forward(lm.model, lm.config, fast=fast, differentiable=False)
-        self.jit_compile = jit_evaluation(lm.config, fast) if jit_compile is None else jit_compile
+        self.jit_compile = compile_with_xla(lm.config, fast) if jit_compile is None else jit_compile
         self.vocab_size = lm.tokenizer.vocab_size
         self.n_states = len(lm.zero_states(1))
         ids = tf.TensorSpec((None, None), tf.int32)

@@ -24,16 +24,17 @@ from charlm.fast_rnn import rnn_inference, rnn_sequence  # noqa: E402
 
 
 # XLA fuses each step's gate arithmetic and removes the per-op cost of the time loop: evaluation
-# ran 1.4-1.5x faster with it at 2x256 (LSTM, SimpleRNN) and 2x512 on a 2-core CPU. It compiles
-# once per batch shape (about a second), which small models do not win back.
-JIT_EVAL_MIN_HIDDEN = 128
+# ran 1.4-1.5x faster with it at 2x256 (LSTM, SimpleRNN) and 2x512 on a 2-core CPU, training
+# about 1.4x for each cell at 2x256. It compiles once per batch shape (seconds), which small
+# models do not win back.
+JIT_MIN_HIDDEN = 128
 
 
-def jit_evaluation(config: ModelConfig, fast: bool) -> bool:
-    """Whether a forward-only pass of this model should be compiled with XLA: on charlm's
-    kernels (``fast``; XLA cannot compile Keras' cuDNN layers) and for models of at least
-    :data:`JIT_EVAL_MIN_HIDDEN` units."""
-    return fast and config.hidden >= JIT_EVAL_MIN_HIDDEN
+def compile_with_xla(config: ModelConfig, fast: bool) -> bool:
+    """Whether a pass of this model (forward only, or the trainer's whole step) should be
+    compiled with XLA: on charlm's kernels (``fast``; XLA cannot compile Keras' cuDNN layers)
+    and for models of at least :data:`JIT_MIN_HIDDEN` units."""
+    return fast and config.hidden >= JIT_MIN_HIDDEN
 
 
 def make_forward(model, config: ModelConfig, fast: bool = True, differentiable: bool = True):
