@@ -5,7 +5,8 @@
 training updates the ordinary Keras model that is saved as ``model.keras``. With
 ``fast=True`` each recurrent layer runs through :func:`charlm.fast_rnn.rnn_sequence`
 (input projection and weight gradients as single large matrix products outside
-the time loop); with ``fast=False`` it simply calls the model. On a GPU the Keras
+the time loop; without dropout the first layer's projection is folded with the
+embedding into one table lookup); with ``fast=False`` it simply calls the model. On a GPU the Keras
 layers' own cuDNN path is faster than either, so the trainer keeps them there.
 With ``differentiable=False`` (evaluation) the layers run through
 :func:`charlm.fast_rnn.rnn_inference`, which keeps nothing for a backward pass.
@@ -62,7 +63,11 @@ def make_forward(model, config: ModelConfig, fast: bool = True, differentiable: 
         dropout_out = model.get_layer("dropout_out")
 
     def fast_forward(tokens, states, training):
-        x = tf.gather(embedding.embeddings, tokens)  # (B, T, E)
+        # The first layer looks the tokens up itself, folded into its input projection
+        # (rnn_sequence's ``embedding``), unless dropout must see the embedded tokens first.
+        x, first_embedding = tokens, embedding.embeddings
+        if dropouts:
+            x, first_embedding = tf.gather(embedding.embeddings, tokens), None  # (B, T, E)
         new_states = []
         for i, layer in enumerate(layers):
             if dropouts:
@@ -71,6 +76,7 @@ def make_forward(model, config: ModelConfig, fast: bool = True, differentiable: 
             x, final = run_layer(
                 config.cell, x, list(states[i * k : (i + 1) * k]),
                 cell.kernel, cell.recurrent_kernel, cell.bias,
+                embedding=first_embedding if i == 0 else None,
             )  # x: (B, T, H)
             new_states.extend(final)
         if dropouts:

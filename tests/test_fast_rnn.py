@@ -128,3 +128,33 @@ def test_rejects_bad_arguments(run_layer):
     with pytest.raises(ValueError):
         run_layer("lstm", x, states, layer.cell.kernel, layer.cell.recurrent_kernel,
                   layer.cell.bias)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("run_layer", [rnn_sequence, rnn_inference])
+def test_embedding_fold_matches_lookup_then_layer(cell, run_layer):
+    """A first layer given token ids and the embedding (one lookup in E·W + b) = the layer on
+    the looked-up inputs: outputs, final states, and the gradients for the embedding (repeated
+    ids included), the weights and the states."""
+    rng = np.random.default_rng(3)
+    layer, _, states, r_out, r_states = _setup(cell, 6)
+    embedding = tf.Variable(rng.normal(size=(7, D)).astype("float32"))
+    ids = tf.constant(rng.integers(0, 7, size=(B, 6)), tf.int32)
+    cell_ = layer.cell
+    weights = (cell_.kernel, cell_.recurrent_kernel, cell_.bias)
+
+    def run(folded):
+        with tf.GradientTape() as tape:
+            tape.watch(states)
+            if folded:
+                outputs, finals = run_layer(cell, ids, states, *weights, embedding=embedding)
+            else:
+                outputs, finals = run_layer(cell, tf.gather(embedding, ids), states, *weights)
+            loss = tf.reduce_sum(outputs * r_out) + sum(tf.reduce_sum(s * r) for s, r in zip(finals, r_states))
+        if run_layer is rnn_inference:
+            return [outputs, *finals]
+        grads = tape.gradient(loss, [embedding, *states, *weights])
+        return [outputs, *finals, *(tf.convert_to_tensor(g) for g in grads)]
+
+    for got, want in zip(run(True), run(False)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=TOL, atol=TOL)
