@@ -268,7 +268,8 @@ def _bench_config(config, variants, args):
 
 
 def _matmul_ceiling(threads):
-    """fp32 GFLOP/s of a 2048^3 product and of one recurrent-step-sized product, for context."""
+    """fp32 GFLOP/s of a 2048^3 product and of one recurrent-step-sized product, for context
+    (the best of five timings of about 20 GFLOP each)."""
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -285,9 +286,12 @@ def _matmul_ceiling(threads):
             return acc
 
         loop().numpy()
-        start = time.perf_counter()
-        loop().numpy()
-        result[f"{m}x{k}x{n}"] = 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9
+        best = float("inf")
+        for _ in range(5):  # the best of five: a ceiling, and the machine is shared
+            start = time.perf_counter()
+            loop().numpy()
+            best = min(best, time.perf_counter() - start)
+        result[f"{m}x{k}x{n}"] = 2 * m * k * n * reps / best / 1e9
     return result
 
 
