@@ -6,8 +6,9 @@ training updates the ordinary Keras model that is saved as ``model.keras``. With
 ``fast=True`` each recurrent layer runs through :func:`charlm.fast_rnn.rnn_sequence`
 (input projection and weight gradients as single large matrix products outside
 the time loop; without dropout the first layer's projection is folded with the
-embedding into one table lookup); with ``fast=False`` it simply calls the model. On a GPU the Keras
-layers' own cuDNN path is faster than either, so the trainer keeps them there.
+embedding into one table lookup); with ``fast=False`` it simply calls the model.
+On a GPU the Keras layers' own cuDNN path is faster than either, so the trainer
+keeps them there.
 With ``differentiable=False`` (evaluation) the layers run through
 :func:`charlm.fast_rnn.rnn_inference`, which keeps nothing for a backward pass.
 """
