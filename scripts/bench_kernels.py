@@ -11,7 +11,8 @@ share a process), and the workers are timed in turn, A B C A B C ..., after a wa
     keras           keras.layers.{LSTM,GRU,SimpleRNN} in a tf.function
     keras_jit       the same with jit_compile=True
     charlm          charlm's Trainer, exactly as `charlm train` runs a window
-    charlm_eval     charlm's evaluation forward pass, as `charlm eval` runs a window
+    charlm_eval     charlm's evaluation forward pass, as `charlm eval` runs a window of a long
+                    text by default (its default streams as the batch, its default window)
     fast            charlm.fast_rnn.rnn_sequence (tf.while_loop) in a tf.function
     fast_jit        the same with jit_compile=True
     torch           torch.nn.{LSTM,GRU,RNN} (if torch is installed)
@@ -114,7 +115,7 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
 
     keras = import_keras()
     from charlm.config import ModelConfig, TrainConfig
-    from charlm.evaluation import TokenScorer
+    from charlm.evaluation import StreamSettings, TokenScorer
     from charlm.lm import LanguageModel
     from charlm.model import build_model
     from charlm.tokenizers import CharTokenizer
@@ -128,9 +129,12 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
             for _ in range(4)]
     counter = [0]
     if variant == "charlm_eval":
+        # The shape `charlm eval` reads a long text in, whatever the training batch.
+        rows, window = StreamSettings().streams, StreamSettings().window
         tokenizer = CharTokenizer([f"{i}" if i < 10 else chr(0x100 + i) for i in range(V)])
         scorer = TokenScorer(LanguageModel(model, tokenizer, model_config))
-        data = [(x.numpy(), y.numpy()) for x, y in data]
+        data = [(gen.uniform((rows, window), 0, V, tf.int32).numpy(),
+                 gen.uniform((rows, window), 0, V, tf.int32).numpy()) for _ in range(2)]
         eval_states = [None]
 
         def eval_step():
@@ -139,6 +143,7 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
             logp, eval_states[0] = scorer(x, y, eval_states[0])
             return float(logp[0, 0])
 
+        eval_step.tokens = rows * window
         return eval_step
     trainer = Trainer(model, TrainConfig(batch_size=batch, bptt=T, clipnorm=CLIP), model_config)
     states = [trainer.zero_states(batch)]
@@ -190,7 +195,7 @@ def _torch_worker(cell, layers, hidden, batch, threads):
 
 
 def _worker(args):
-    """Serves 'N' on stdin: runs N training steps, answers 'wall_s cpu_s' on stdout."""
+    """Serves 'N' on stdin: runs N steps, answers 'wall_s cpu_s tokens' on stdout."""
     cell, layers, hidden, batch = _parse_config(args.worker_config)
     if args.worker == "torch":
         step = _torch_worker(cell, layers, hidden, batch, args.threads)
@@ -198,6 +203,7 @@ def _worker(args):
         step = _charlm_worker(args.worker, cell, layers, hidden, batch, args.threads, args.inter_op)
     else:
         step = _tf_worker(args.worker, cell, layers, hidden, batch, args.threads, args.inter_op)
+    tokens = getattr(step, "tokens", batch * T)  # per step: B x T, or an evaluation window's
     out = sys.stdout
     sys.stdout = sys.stderr  # keep library chatter off the protocol channel
     for line in sys.stdin:
@@ -205,7 +211,7 @@ def _worker(args):
         start, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             step()
-        print(time.perf_counter() - start, time.process_time() - cpu, file=out, flush=True)
+        print(time.perf_counter() - start, time.process_time() - cpu, n * tokens, file=out, flush=True)
 
 
 def _parse_config(text):
@@ -231,8 +237,8 @@ class _Worker:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("worker died")
-        wall, cpu = map(float, line.split())
-        return wall, cpu
+        wall, cpu, tokens = line.split()
+        return float(wall), float(cpu), int(tokens)
 
     def close(self):
         self.proc.stdin.close()
@@ -245,8 +251,6 @@ def _bench_config(config, variants, args):
 
     Returns ({variant: first-step seconds}, {variant: [tokens per wall second, per round]},
     {variant: [tokens per process CPU second, per round]})."""
-    cell, layers, hidden, batch = _parse_config(config)
-    tokens = batch * T
     workers = {}
     for v in variants:
         workers[v] = _Worker(v, config, args)
@@ -258,9 +262,9 @@ def _bench_config(config, variants, args):
         cpu_rates = {v: [] for v in variants}
         for _ in range(args.rounds):
             for v, w in workers.items():
-                wall, cpu = w.run(args.steps)
-                rates[v].append(args.steps * tokens / wall)
-                cpu_rates[v].append(args.steps * tokens / cpu)
+                wall, cpu, tokens = w.run(args.steps)
+                rates[v].append(tokens / wall)
+                cpu_rates[v].append(tokens / cpu)
     finally:
         for w in workers.values():
             w.close()

@@ -6,7 +6,8 @@ For each configuration (embedding 64, 65 symbols, T=64, Adam, global-norm clippi
     charlm      charlm's Trainer, as `charlm train` runs it
     baseline    plain Keras: the same layers in a tf.function train step, nothing else
     torch       torch.nn.LSTM/GRU/RNN, hidden state detached between windows (when installed)
-    eval        charlm's evaluation forward pass, as `charlm eval` runs it
+    eval        charlm's evaluation forward pass, as `charlm eval` runs a long text by default
+                (its default streams as the batch, windows of its default length)
 
 Each runs in its own process; the processes are timed in turn (A B C D A B C D ...) after a
 warm-up, and the median of the rounds is reported, because the 2-core machine is shared and
@@ -28,6 +29,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_kernels  # noqa: E402  (the shared timing machinery: worker processes, ceiling)
+
+sys.path.insert(0, bench_kernels._REPO)
+from charlm.evaluation import StreamSettings  # noqa: E402  (numpy only, no TensorFlow)
 
 CONFIGS = ["lstm:2:256:64", "gru:2:256:64", "rnn:2:256:64", "lstm:2:512:128", "lstm:2:256:32"]
 FLOP_FACTORS = {"lstm": (24, 48), "gru": (18, 36), "rnn": (6, 12)}
@@ -73,6 +77,7 @@ def main():
             "ratio_vs_torch": median["charlm"] / torch_rate if torch_rate else None,
             "eval_tokens_per_s": median["charlm_eval"],
             "eval_ratio_vs_training": median["charlm_eval"] / median["charlm"],
+            "eval_shape": [StreamSettings().streams, StreamSettings().window],
             "ceiling_gflops": ceiling,
             "ceiling_fraction": median["charlm"] * flops_per_token(cell, layers, hidden) / (ceiling * 1e9),
             "spread": {v: [min(r), max(r)] for v, r in rates.items()},
