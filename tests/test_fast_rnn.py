@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from charlm import fast_rnn
 from charlm.fast_rnn import rnn_inference, rnn_sequence
 
 LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
@@ -85,6 +86,17 @@ def test_matches_keras(cell, steps, mode):
     for name, a, e in zip(names, grads, expected[2]):
         assert a is not None, name
         _assert_close(a, e, f"gradient wrt {name}")
+
+
+@pytest.mark.parametrize("cell", list(LAYERS))
+def test_transposed_read_of_the_recurrent_kernel_matches_keras(cell, monkeypatch):
+    """Wide layers' backward recurrence reads U transposed inside its product; same gradients."""
+    monkeypatch.setattr(fast_rnn, "TRANSPOSED_READ_MIN_UNITS", H)
+    layer, x, states, r_out, r_states = _setup(cell, 5, seed=2)
+    expected = _loss_and_grads(_keras_run(layer), layer, x, states, r_out, r_states)
+    actual = _loss_and_grads(_fast_run(cell, layer), layer, x, states, r_out, r_states)
+    for a, e in zip(actual[2], expected[2]):
+        _assert_close(a, e, "gradient")
 
 
 @pytest.mark.parametrize("cell", list(LAYERS))
