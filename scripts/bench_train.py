@@ -12,8 +12,9 @@ For each configuration (embedding 64, 65 symbols, T=64, Adam, global-norm clippi
 Each runs in its own process; the processes are timed in turn (A B C D A B C D ...) after a
 warm-up, and the median of the rounds is reported, because the 2-core machine is shared and
 noisy. The ceiling is the fp32 GFLOP/s of a 2048^3 product through TensorFlow, measured in the
-same run; the fraction of it reached is tokens/s x FLOPs per token / ceiling, with the FLOPs of
-a training step (forward + backward, 3x the forward; the embedding ignored):
+same run (the better of a timing before and one after the configurations); the fraction of it
+reached is tokens/s x FLOPs per token / ceiling, with the FLOPs of a training step (forward +
+backward, 3x the forward; the embedding ignored):
 
     LSTM 24*H*(E+H) + 48*(L-1)*H^2 + 6*H*V;  GRU 18 and 36;  SimpleRNN 6 and 12.
 
@@ -61,12 +62,19 @@ def main():
         variants.append("torch")
     except ImportError:
         pass
+    # The ceiling is timed before and after the configurations and the better timing kept: on a
+    # shared machine one timing can read low, which would flatter every fraction.
     ceiling = bench_kernels._matmul_ceiling(args.threads)["2048x2048x2048"]
-    results = []
+    medians = {}
     for config in args.configs.split(","):
-        cell, layers, hidden, batch = bench_kernels._parse_config(config)
         _, rates, _ = bench_kernels._bench_config(config, variants, args)
-        median = {v: statistics.median(r) for v, r in rates.items()}
+        medians[config] = {v: statistics.median(r) for v, r in rates.items()}, rates
+        if not args.json:
+            print(f"{config}: measured", file=sys.stderr, flush=True)
+    ceiling = max(ceiling, bench_kernels._matmul_ceiling(args.threads)["2048x2048x2048"])
+    results = []
+    for config, (median, rates) in medians.items():
+        cell, layers, hidden, batch = bench_kernels._parse_config(config)
         torch_rate = median.get("torch")
         row = {
             "config": f"{cell} {layers}x{hidden} B={batch}",
