@@ -92,8 +92,6 @@ def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
         return loss
 
     gen = tf.random.Generator.from_seed(1)
-    data = [(gen.uniform((batch, T), 0, V, tf.int32), gen.uniform((batch, T), 0, V, tf.int32))
-            for _ in range(4)]
     counter = [0]
 
     def step():
@@ -125,8 +123,6 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     model_config = ModelConfig(cell=cell, layers=layers, hidden=hidden, embedding=E)
     model = build_model(model_config, V)
     gen = tf.random.Generator.from_seed(1)
-    data = [(gen.uniform((batch, T), 0, V, tf.int32), gen.uniform((batch, T), 0, V, tf.int32))
-            for _ in range(4)]
     counter = [0]
     if variant == "charlm_eval":
         # The shape `charlm eval` reads a long text in, whatever the training batch.
@@ -145,6 +141,8 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
 
         eval_step.tokens = rows * window
         return eval_step
+    data = [(gen.uniform((batch, T), 0, V, tf.int32), gen.uniform((batch, T), 0, V, tf.int32))
+            for _ in range(4)]
     trainer = Trainer(model, TrainConfig(batch_size=batch, bptt=T, clipnorm=CLIP), model_config)
     states = [trainer.zero_states(batch)]
 
