@@ -38,6 +38,18 @@ DEFAULT_VARIANTS = ["keras", "fast", "fast_jit", "torch"]
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for charlm imports
 
 
+def _random_windows(rows, length, n):
+    """n (inputs, targets) pairs of random token ids, each (rows, length) int32, the same in
+    every worker."""
+    import tensorflow as tf
+
+    gen = tf.random.Generator.from_seed(1)
+    def ids():
+        return gen.uniform((rows, length), 0, V, tf.int32)
+
+    return [(ids(), ids()) for _ in range(n)]
+
+
 def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     """Returns step(): one training step with the TensorFlow variant, synchronised."""
     import tensorflow as tf
@@ -91,7 +103,7 @@ def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
                 s.assign(f)
         return loss
 
-    gen = tf.random.Generator.from_seed(1)
+    data = _random_windows(batch, T, 4)
     counter = [0]
 
     def step():
@@ -122,15 +134,13 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     keras.utils.set_random_seed(0)
     model_config = ModelConfig(cell=cell, layers=layers, hidden=hidden, embedding=E)
     model = build_model(model_config, V)
-    gen = tf.random.Generator.from_seed(1)
     counter = [0]
     if variant == "charlm_eval":
         # The shape `charlm eval` reads a long text in, whatever the training batch.
         rows, window = StreamSettings().streams, StreamSettings().window
         tokenizer = CharTokenizer([f"{i}" if i < 10 else chr(0x100 + i) for i in range(V)])
         scorer = TokenScorer(LanguageModel(model, tokenizer, model_config))
-        data = [(gen.uniform((rows, window), 0, V, tf.int32).numpy(),
-                 gen.uniform((rows, window), 0, V, tf.int32).numpy()) for _ in range(2)]
+        data = [(x.numpy(), y.numpy()) for x, y in _random_windows(rows, window, 2)]
         eval_states = [None]
 
         def eval_step():
@@ -141,8 +151,7 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
 
         eval_step.tokens = rows * window
         return eval_step
-    data = [(gen.uniform((batch, T), 0, V, tf.int32), gen.uniform((batch, T), 0, V, tf.int32))
-            for _ in range(4)]
+    data = _random_windows(batch, T, 4)
     trainer = Trainer(model, TrainConfig(batch_size=batch, bptt=T, clipnorm=CLIP), model_config)
     states = [trainer.zero_states(batch)]
 
@@ -209,7 +218,8 @@ def _worker(args):
         start, cpu = time.perf_counter(), time.process_time()
         for _ in range(n):
             step()
-        print(time.perf_counter() - start, time.process_time() - cpu, n * tokens, file=out, flush=True)
+        wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+        print(wall, cpu_s, n * tokens, file=out, flush=True)
 
 
 def _parse_config(text):
