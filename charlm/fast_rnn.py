@@ -49,8 +49,9 @@ def rnn_sequence(cell, inputs, initial_states, kernel, recurrent_kernel, bias, e
             layer built with default arguments, in Keras' layout (see the module docstring).
         embedding: optional (V, D) embedding matrix: the layer then reads embedding[inputs].
             The lookup and the input projection become one lookup in the (V, G) table
-            embedding · kernel + bias, and their gradient one (V, B*T)·(B*T, G) product,
-            instead of a (B*T, D)·(D, G) product each way plus the gradient of the lookup.
+            embedding · kernel + bias, and their gradient one sum of the (B*T, G) upstream
+            rows by token id, instead of a (B*T, D)·(D, G) product each way plus the gradient
+            of the lookup.
 
     Returns:
         (outputs, final_states): outputs (B, T, H), the hidden state of every step;
@@ -171,12 +172,12 @@ def _input_projection(cell, inputs, kernel, bias, embedding):
 
 @tf.custom_gradient
 def _lookup(table, ids):
-    """table[ids] for int ids (T, B) -> (T, B, G). Its gradient for the table is one product
-    of the ids' one-hot rows with the upstream gradient, (V, T*B)·(T*B, G), rather than a
-    scatter-add of T*B rows."""
+    """table[ids] for int ids (T, B) -> (T, B, G). Its gradient for the table is a dense
+    (V, G) sum of the upstream gradient's T*B rows by id. Under XLA on a 2-core CPU that sum ran
+    3-4x faster than the equivalent one-hot product (V, T*B)·(T*B, G): 1.9 against 6.4 ms at
+    T*B = 4096, G = 1024; 7.0 against 27.7 ms at 8192 and 2048."""
     def grad(d):
-        one_hot = tf.one_hot(tf.reshape(ids, [-1]), tf.shape(table)[0], dtype=d.dtype)  # (T*B, V)
-        return tf.matmul(one_hot, _flat(d), transpose_a=True), None
+        return tf.math.unsorted_segment_sum(_flat(d), tf.reshape(ids, [-1]), tf.shape(table)[0]), None
 
     return tf.gather(table, ids), grad
 
