@@ -11,6 +11,11 @@ On a GPU the Keras layers' own cuDNN path is faster than either, so the trainer
 keeps them there.
 With ``differentiable=False`` (evaluation) the layers run through
 :func:`charlm.fast_rnn.rnn_inference`, which keeps nothing for a backward pass.
+
+With dropout, the fast forward pass can take its masks from :func:`dropout_masks`, drawn by the
+model's own Dropout layers (their seed generators, so a checkpoint resumes them) but outside the
+function that applies them: the trainer compiles that function with XLA, whose CPU expansion of
+the stateless random generator is slow.
 """
 
 from __future__ import annotations
@@ -39,15 +44,34 @@ def compile_with_xla(config: ModelConfig, fast: bool) -> bool:
     return fast and config.hidden >= JIT_MIN_HIDDEN
 
 
+def dropout_masks(model, config: ModelConfig, tokens):
+    """The dropout masks of one training window, drawn by the model's Dropout layers in the
+    order the model applies them: a tuple of (B, T, E) for the first layer's input, (B, T, H) for
+    each further layer's input and (B, T, H) for the output; each entry 0 (dropped) or
+    1 / (1 - rate) (kept). ``x * mask`` equals the layer's output on x for the same random
+    state. tokens: (B, T) int ids; the model must have dropout."""
+    shape = tf.shape(tokens)
+    widths = [config.embedding] + [config.hidden] * config.layers
+    names = [f"dropout_{i}" for i in range(config.layers)] + ["dropout_out"]
+    return tuple(
+        model.get_layer(name)(tf.ones([shape[0], shape[1], width]), training=True)
+        for name, width in zip(names, widths)
+    )
+
+
 def make_forward(model, config: ModelConfig, fast: bool = True, differentiable: bool = True):
-    """A function ``forward(tokens, states, training) -> (logits, new_states)``.
+    """A function ``forward(tokens, states, training, masks=None) -> (logits, new_states)``.
 
     tokens: (B, T) int32; states: a sequence of (B, H) tensors in the model's
     input order; logits: (B, T, V) float32. ``differentiable=False`` gives a
     faster forward pass that cannot be differentiated (with ``fast`` only).
+    masks: for a model with dropout in training, :func:`dropout_masks` of the
+    window (``fast`` only); without them the Dropout layers draw their own.
     """
     if not fast:
-        def keras_forward(tokens, states, training):
+        def keras_forward(tokens, states, training, masks=None):
+            if masks is not None:
+                raise ValueError("dropout masks are applied by the fast forward pass only")
             logits, *new_states = model([tokens, *states], training=training)
             return logits, list(new_states)
 
@@ -63,7 +87,13 @@ def make_forward(model, config: ModelConfig, fast: bool = True, differentiable: 
         dropouts = [model.get_layer(f"dropout_{i}") for i in range(config.layers)]
         dropout_out = model.get_layer("dropout_out")
 
-    def fast_forward(tokens, states, training):
+    def drop(i, x, training, masks):
+        """Dropout i (the last one: the output's) of x, with the given masks or by the layer."""
+        if masks is not None:
+            return x * masks[i]
+        return (dropouts[i] if i < len(dropouts) else dropout_out)(x, training=training)
+
+    def fast_forward(tokens, states, training, masks=None):
         # The first layer looks the tokens up itself, folded into its input projection
         # (rnn_sequence's ``embedding``), unless dropout must see the embedded tokens first.
         x, first_embedding = tokens, embedding.embeddings
@@ -72,7 +102,7 @@ def make_forward(model, config: ModelConfig, fast: bool = True, differentiable: 
         new_states = []
         for i, layer in enumerate(layers):
             if dropouts:
-                x = dropouts[i](x, training=training)
+                x = drop(i, x, training, masks)
             cell = layer.cell
             x, final = run_layer(
                 config.cell, x, list(states[i * k : (i + 1) * k]),
@@ -81,7 +111,7 @@ def make_forward(model, config: ModelConfig, fast: bool = True, differentiable: 
             )  # x: (B, T, H)
             new_states.extend(final)
         if dropouts:
-            x = dropout_out(x, training=training)
+            x = drop(len(layers), x, training, masks)
         return dense(x), new_states  # (B, T, V)
 
     return fast_forward

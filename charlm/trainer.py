@@ -86,11 +86,12 @@ class Trainer:
         # One replica only: XLA does not compile the cross-replica sums of a distributed step.
         xla = self.replicas == 1 and model_config is not None and compile_with_xla(model_config, fast)
         if jit_compile is None:
-            # Not with dropout: XLA's CPU random generator is slow, and drawing the masks inside
-            # the step made it slower than uncompiled (LSTM 2x256, dropout 0.2: 9.0k against
-            # 10.6k tokens/s; without dropout compiled 14.4k against 10.0k).
-            jit_compile = xla and not model_config.dropout
+            jit_compile = xla
         self.jit_compile = jit_compile
+        # With dropout the kernels' masks are drawn outside the compiled step: XLA's CPU random
+        # generator is slow (drawing them inside made the compiled step slower than uncompiled,
+        # LSTM 2x256, dropout 0.2: 9.0k against 10.6k tokens/s).
+        self._masks_outside = fast and model_config is not None and model_config.dropout > 0
         # float16 activations need loss scaling so that small gradients do not
         # underflow; bfloat16 has float32's range and does not.
         self.loss_scaled = keras.mixed_precision.global_policy().name == "mixed_float16"
@@ -100,7 +101,7 @@ class Trainer:
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model.trainable_variables)
         replica_train = tf.function(self._replica_train, jit_compile=jit_compile) if jit_compile else self._replica_train
-        self._replica_train_fn = replica_train
+        self._replica_train_fn = self._drawing_masks(replica_train) if self._masks_outside else replica_train
         self.train_step = tf.function(self._train_step)
         self._multi_step = {}
         self._replica_eval_fn = tf.function(self._replica_eval, jit_compile=True) if xla else self._replica_eval
@@ -108,12 +109,21 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------
 
-    def _replica_train(self, x, y, states):
+    def _drawing_masks(self, replica_train):
+        """``replica_train`` with its dropout masks drawn first, by TensorFlow's own kernels."""
+        from charlm.forward import dropout_masks
+
+        def replica_train_with_masks(x, y, states):
+            return replica_train(x, y, states, dropout_masks(self.model, self.model_config, x))
+
+        return replica_train_with_masks
+
+    def _replica_train(self, x, y, states, masks=None):
         variables = self.model.trainable_variables
         # Every replica holds b = B/R streams; the loss is the mean over all B*T tokens.
         global_tokens = tf.cast(tf.size(y) * self.replicas, tf.float32)
         with tf.GradientTape() as tape:
-            logits, new_states = self.forward(x, states, True)
+            logits, new_states = self.forward(x, states, True, masks)
             loss = tf.reduce_sum(token_loss(y, logits)) / global_tokens
             scale = self.optimizer.dynamic_scale if self.loss_scaled else 1.0
             scaled_loss = loss * scale

@@ -88,6 +88,49 @@ def test_jit_compiled_step_matches_the_plain_step(tiny_corpus):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
+def test_dropout_masks_drawn_outside_the_compiled_step_match_the_keras_layers(tiny_corpus):
+    """With dropout the trainer draws the masks before its (XLA-compiled) step: the same masks
+    the model's own Dropout layers draw from the same random state, so the losses agree with
+    training the plain Keras model, compiled or not."""
+    from charlm.backend import import_keras
+
+    keras = import_keras()
+    from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
+    from charlm.data import prepare
+    from charlm.model import build_model
+    from charlm.trainer import Trainer
+
+    model_config = ModelConfig(cell="gru", layers=2, hidden=16, embedding=8, dropout=0.3)
+    train_config = TrainConfig(batch_size=4, bptt=16, clipnorm=0.5, val_fraction=0.1)
+    data = prepare([tiny_corpus], TokenizerConfig(), train_config)
+
+    def run(fast, jit):
+        keras.utils.set_random_seed(3)  # the same weights and dropout seeds in every run
+        model = build_model(model_config, data.tokenizer.vocab_size)
+        trainer = Trainer(model, train_config, model_config, fast=fast, jit_compile=jit)
+        states = trainer.zero_states(4)
+        losses = []
+        for x, y in trainer.windows(data.train, 0, 4):
+            loss, _, states = trainer.train_step(x, y, states)
+            losses.append(float(loss))
+        return losses
+
+    keras_losses = run(fast=False, jit=False)
+    plain_losses = run(fast=True, jit=False)
+    jit_losses = run(fast=True, jit=True)
+    np.testing.assert_allclose(plain_losses, keras_losses, rtol=1e-5)
+    np.testing.assert_allclose(jit_losses, keras_losses, rtol=1e-5)
+
+    from charlm.forward import dropout_masks
+
+    masks = dropout_masks(build_model(model_config, data.tokenizer.vocab_size), model_config,
+                          np.zeros((4, 16), dtype="int32"))
+    assert [m.shape for m in masks] == [(4, 16, 8), (4, 16, 16), (4, 16, 16)]
+    values = np.concatenate([np.ravel(m) for m in masks])
+    assert set(np.unique(values)) == {0.0, np.float32(1 / 0.7)}
+    assert 0.2 < np.mean(values == 0) < 0.4  # about the rate dropped
+
+
 def test_validation_compiled_with_xla_matches_the_keras_model(tiny_corpus):
     """At 128 units and more the trainer's validation runs forward-only kernels under XLA."""
     from charlm.config import ModelConfig, TokenizerConfig, TrainConfig

@@ -1,0 +1,101 @@
+"""Training throughput of models with dropout: charlm's compiled step against the same step
+uncompiled, side by side in one process.
+
+With dropout the trainer draws the masks with the model's own Dropout layers just before its
+XLA-compiled step (XLA's CPU random generator is slow); before that, models with dropout trained
+uncompiled. Both trainers here draw their masks the same way and start from the same weights and
+random state; they are timed in turn (``--rounds`` stretches of ``--steps`` steps after a
+warm-up), and the medians and their ratio are printed.
+
+    python scripts/bench_dropout.py                      # LSTM and GRU 2x256, dropout 0.2 and 0.5
+    python scripts/bench_dropout.py --configs lstm:2:512:0.5 --batch 128 --json
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+CONFIGS = ("lstm:2:256:0.2", "gru:2:256:0.5")
+VOCAB = 65
+
+
+def bench(config, args):
+    """tokens/s of the uncompiled and the compiled trainer for one ``cell:layers:hidden:dropout``."""
+    import numpy as np
+    import tensorflow as tf
+
+    from charlm.backend import import_keras
+    from charlm.config import ModelConfig, TrainConfig
+    from charlm.model import build_model
+    from charlm.trainer import Trainer
+
+    keras = import_keras()
+    cell, layers, hidden, dropout = config.split(":")
+    model_config = ModelConfig(cell=cell, layers=int(layers), hidden=int(hidden), embedding=64,
+                               dropout=float(dropout))
+    train_config = TrainConfig(batch_size=args.batch, bptt=args.bptt, clipnorm=5.0)
+    rng = np.random.default_rng(0)
+    windows = [tf.constant(rng.integers(0, VOCAB, (args.batch, args.bptt)), tf.int32) for _ in range(4)]
+    trainers, states = {}, {}
+    for compiled in (False, True):
+        keras.utils.set_random_seed(1)
+        model = build_model(model_config, VOCAB)
+        trainers[compiled] = Trainer(model, train_config, model_config, jit_compile=compiled)
+        states[compiled] = trainers[compiled].zero_states(args.batch)
+
+    def stretch(compiled, steps):
+        trainer = trainers[compiled]
+        start = time.perf_counter()
+        for i in range(steps):
+            loss, _, states[compiled] = trainer.train_step(windows[i % 4], windows[(i + 1) % 4], states[compiled])
+        float(loss)  # wait for the last step
+        return steps * args.batch * args.bptt / (time.perf_counter() - start)
+
+    for compiled in trainers:
+        stretch(compiled, args.warmup)
+    rates = {compiled: [] for compiled in trainers}
+    for _ in range(args.rounds):
+        for compiled in trainers:
+            rates[compiled].append(stretch(compiled, args.steps))
+    uncompiled, compiled = (statistics.median(rates[c]) for c in (False, True))
+    return {"config": config, "batch": args.batch, "bptt": args.bptt,
+            "uncompiled_tokens_per_s": uncompiled, "compiled_tokens_per_s": compiled,
+            "ratio": compiled / uncompiled}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated cell:layers:hidden:dropout")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--bptt", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=6, help="training steps per timed stretch")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    rows = []
+    for config in args.configs.split(","):
+        row = bench(config, args)
+        rows.append(row)
+        if not args.json:
+            print(f"{config} B={args.batch}: compiled {row['compiled_tokens_per_s']:,.0f} tokens/s, "
+                  f"uncompiled {row['uncompiled_tokens_per_s']:,.0f}, ratio {row['ratio']:.2f}x", flush=True)
+    if args.json:
+        print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
