@@ -44,18 +44,26 @@ def compile_with_xla(config: ModelConfig, fast: bool) -> bool:
     return fast and config.hidden >= JIT_MIN_HIDDEN
 
 
+def _dropout_layers(model, config: ModelConfig):
+    """The model's Dropout layers in the order it applies them: each recurrent layer's input,
+    then the output. Empty without dropout."""
+    if not config.dropout:
+        return []
+    names = [f"dropout_{i}" for i in range(config.layers)] + ["dropout_out"]
+    return [model.get_layer(name) for name in names]
+
+
 def dropout_masks(model, config: ModelConfig, tokens):
     """The dropout masks of one training window, drawn by the model's Dropout layers in the
     order the model applies them: a tuple of (B, T, E) for the first layer's input, (B, T, H) for
     each further layer's input and (B, T, H) for the output; each entry 0 (dropped) or
-    1 / (1 - rate) (kept). ``x * mask`` equals the layer's output on x for the same random
-    state. tokens: (B, T) int ids; the model must have dropout."""
+    1 / (1 - rate) (kept), in the layers' compute dtype. ``x * mask`` equals the layer's output
+    on x for the same random state. tokens: (B, T) int ids; the model must have dropout."""
     shape = tf.shape(tokens)
     widths = [config.embedding] + [config.hidden] * config.layers
-    names = [f"dropout_{i}" for i in range(config.layers)] + ["dropout_out"]
     return tuple(
-        model.get_layer(name)(tf.ones([shape[0], shape[1], width]), training=True)
-        for name, width in zip(names, widths)
+        layer(tf.ones([shape[0], shape[1], width]), training=True)
+        for layer, width in zip(_dropout_layers(model, config), widths)
     )
 
 
@@ -82,16 +90,13 @@ def make_forward(model, config: ModelConfig, fast: bool = True, differentiable: 
     dense = model.get_layer("logits")
     k = config.states_per_layer
     run_layer = rnn_sequence if differentiable else rnn_inference
-    dropouts = []
-    if config.dropout:
-        dropouts = [model.get_layer(f"dropout_{i}") for i in range(config.layers)]
-        dropout_out = model.get_layer("dropout_out")
+    dropouts = _dropout_layers(model, config)
 
     def drop(i, x, training, masks):
         """Dropout i (the last one: the output's) of x, with the given masks or by the layer."""
-        if masks is not None:
-            return x * masks[i]
-        return (dropouts[i] if i < len(dropouts) else dropout_out)(x, training=training)
+        if masks is not None:  # in the layer's compute dtype, as the layer would (mixed precision)
+            return tf.cast(x, masks[i].dtype) * masks[i]
+        return dropouts[i](x, training=training)
 
     def fast_forward(tokens, states, training, masks=None):
         # The first layer looks the tokens up itself, folded into its input projection

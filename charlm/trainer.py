@@ -91,7 +91,7 @@ class Trainer:
         # With dropout the kernels' masks are drawn outside the compiled step: XLA's CPU random
         # generator is slow (drawing them inside made the compiled step slower than uncompiled,
         # LSTM 2x256, dropout 0.2: 9.0k against 10.6k tokens/s).
-        self._masks_outside = fast and model_config is not None and model_config.dropout > 0
+        masks_outside = fast and model_config is not None and model_config.dropout > 0
         # float16 activations need loss scaling so that small gradients do not
         # underflow; bfloat16 has float32's range and does not.
         self.loss_scaled = keras.mixed_precision.global_policy().name == "mixed_float16"
@@ -101,7 +101,7 @@ class Trainer:
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model.trainable_variables)
         replica_train = tf.function(self._replica_train, jit_compile=jit_compile) if jit_compile else self._replica_train
-        self._replica_train_fn = self._drawing_masks(replica_train) if self._masks_outside else replica_train
+        self._replica_train_fn = self._drawing_masks(replica_train) if masks_outside else replica_train
         self.train_step = tf.function(self._train_step)
         self._multi_step = {}
         self._replica_eval_fn = tf.function(self._replica_eval, jit_compile=True) if xla else self._replica_eval

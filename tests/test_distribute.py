@@ -131,6 +131,39 @@ def test_dropout_masks_drawn_outside_the_compiled_step_match_the_keras_layers(ti
     assert 0.2 < np.mean(values == 0) < 0.4  # about the rate dropped
 
 
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_forward_with_drawn_masks_equals_the_dropout_layers_own_draw(policy):
+    """x * mask, with the masks drawn first, is bit for bit what the Dropout layers give from
+    the same random state, also in the compute dtype of mixed precision."""
+    import tensorflow as tf
+
+    from charlm.backend import import_keras
+
+    keras = import_keras()
+    from charlm.config import ModelConfig
+    from charlm.forward import dropout_masks, make_forward
+    from charlm.model import build_model
+
+    config = ModelConfig(cell="lstm", layers=2, hidden=16, embedding=8, dropout=0.3)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        keras.utils.set_random_seed(4)
+        model = build_model(config, 11)
+        forward = make_forward(model, config, fast=True)
+        tokens = tf.constant(np.random.default_rng(0).integers(0, 11, (3, 5)), tf.int32)
+        states = [tf.zeros((3, 16))] * 4
+        generators = [layer.seed_generator.state for layer in model.layers if "dropout" in layer.name]
+        start = [g.numpy() for g in generators]
+        by_layers, _ = forward(tokens, states, True)
+        for g, value in zip(generators, start):
+            g.assign(value)
+        with_masks, _ = forward(tokens, states, True, dropout_masks(model, config, tokens))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert len(generators) == 3
+    np.testing.assert_array_equal(with_masks.numpy(), by_layers.numpy())
+
+
 def test_validation_compiled_with_xla_matches_the_keras_model(tiny_corpus):
     """At 128 units and more the trainer's validation runs forward-only kernels under XLA."""
     from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
