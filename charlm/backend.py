@@ -4,8 +4,33 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 from charlm.errors import CharlmError
+
+# XLA's copy insertion with region analysis (off by default on CPU): it lets a loop update a
+# buffer in place when readers of that buffer inside the loop body are not all inputs of the
+# update, where the default analysis copies the whole buffer every iteration.
+_REGION_ANALYSIS = "--xla_cpu_copy_insertion_use_region_analysis"
+_region_analysis = None  # whether it is in force, decided on the first import_keras()
+
+
+def _request_region_analysis() -> bool:
+    """Asks XLA for region analysis unless XLA_FLAGS already decides, and says whether it is in
+    force. XLA reads XLA_FLAGS once, at its first compilation: a flag added after that has no
+    effect, so charlm counts on its own only when TensorFlow was not loaded yet."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if _REGION_ANALYSIS in flags:  # the user's own setting
+        return f"{_REGION_ANALYSIS}=false" not in flags
+    os.environ["XLA_FLAGS"] = f"{flags} {_REGION_ANALYSIS}=true".strip()
+    return "tensorflow" not in sys.modules
+
+
+def xla_region_analysis() -> bool:
+    """Whether XLA compiles this process's loops with region analysis (see above): the LSTM
+    backward pass then writes its gate gradients over the gates it reads (charlm.fast_rnn),
+    which without it would cost a copy of the gates every step."""
+    return bool(_region_analysis)
 
 
 @contextlib.contextmanager
@@ -46,6 +71,9 @@ def import_keras():
     # TensorFlow reads it when it first allocates, so it must be set before that.
     # TF_CPU_ALLOCATOR_USE_BFC=false in the environment turns it off.
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+    global _region_analysis
+    if _region_analysis is None:
+        _region_analysis = _request_region_analysis()
     with _quiet_stderr():
         import keras
         import tensorflow as tf

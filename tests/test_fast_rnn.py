@@ -88,6 +88,27 @@ def test_matches_keras(cell, steps, mode):
         _assert_close(a, e, f"gradient wrt {name}")
 
 
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("mode", ["eager", "function", "jit"])
+def test_lstm_gate_gradients_written_over_the_gates_match_keras(in_place, mode, monkeypatch):
+    """The LSTM backward pass writes its gate gradients over the gates where XLA's region
+    analysis is in force, into a new array otherwise: the same gradients either way, compiled or
+    not (the suite's process may have either, so both are forced here)."""
+    monkeypatch.setattr(fast_rnn, "xla_region_analysis", lambda: in_place)
+    layer, x, states, r_out, r_states = _setup("lstm", 6, seed=3)
+    expected = _loss_and_grads(_keras_run(layer), layer, x, states, r_out, r_states)
+
+    def fast(x, states, r_out, r_states):
+        return _loss_and_grads(_fast_run("lstm", layer), layer, x, states, r_out, r_states)
+
+    if mode != "eager":
+        fast = tf.function(fast, jit_compile=(mode == "jit"))
+    outputs, _, grads = fast(x, states, r_out, r_states)
+    _assert_close(outputs, expected[0], "outputs")
+    for a, e in zip(grads, expected[2]):
+        _assert_close(a, e, "gradient")
+
+
 @pytest.mark.parametrize("cell", list(LAYERS))
 def test_transposed_read_of_the_recurrent_kernel_matches_keras(cell, monkeypatch):
     """Wide layers' backward recurrence reads U transposed inside its product; same gradients."""
