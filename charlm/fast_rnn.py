@@ -151,7 +151,8 @@ def _time_loop(step, sequences, carry, n_outputs, reverse, prefetch=False, overw
 
     first = slices_at(n - 1 if reverse else 0) if prefetch else ()
     _, carry, _, arrays = tf.while_loop(
-        lambda i, *_: i < n, body, (tf.constant(0), carry, first, tuple(arrays)), parallel_iterations=1
+        lambda i, *_: i < n, body, (tf.constant(0), carry, first, tuple(arrays)),
+        parallel_iterations=1,
     )
     return carry, [a.stack() for a in arrays]
 
