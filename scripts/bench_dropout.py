@@ -82,6 +82,9 @@ def main():
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
+    from charlm.backend import import_keras
+
+    import_keras()  # first, as `charlm train` starts: it sets what TensorFlow and XLA read at start
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

@@ -117,13 +117,15 @@ def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
 def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     """Returns step(): one window through charlm's own Trainer, as ``charlm train`` runs it
     (variant "charlm"), or one window of evaluation as ``charlm eval`` runs it ("charlm_eval")."""
+    # charlm's backend first, as `charlm train` starts: it sets the environment TensorFlow and
+    # XLA read at start-up (the pooling allocator, XLA's region analysis).
+    from charlm.backend import import_keras
+
+    keras = import_keras()
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op)
-    from charlm.backend import import_keras
-
-    keras = import_keras()
     from charlm.config import ModelConfig, TrainConfig
     from charlm.evaluation import StreamSettings, TokenScorer
     from charlm.lm import LanguageModel
