@@ -4,7 +4,7 @@ The package imports TensorFlow lazily, so ``import charlm`` and ``charlm --help`
 stay fast. The public API:
 
 - ``charlm.train(corpus, out=..., **settings)`` trains a model, like ``charlm train``.
-- ``charlm.load(path)`` returns a :class:`charlm.lm.LanguageModel` (a Keras model
+- ``charlm.load(path)`` returns a :class:`charlm.nn.lm.LanguageModel` (a Keras model
   plus its tokenizer) from a ``model.keras`` file.
 """
 
@@ -17,11 +17,11 @@ from charlm.errors import CharlmError
 def __getattr__(name):
     # Lazy attributes: importing them pulls in TensorFlow (2-3 s).
     if name == "train":
-        from charlm.training import train
+        from charlm.training.run import train
 
         return train
     if name == "load":
-        from charlm.lm import load
+        from charlm.nn.lm import load
 
         return load
     raise AttributeError(f"module 'charlm' has no attribute {name!r}")

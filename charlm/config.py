@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from charlm.errors import CharlmError
-from charlm.tokenizers import KINDS, NORMALIZATIONS
+from charlm.data.tokenizers import KINDS, NORMALIZATIONS
 
 CELLS = ("rnn", "lstm", "gru")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")

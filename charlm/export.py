@@ -16,7 +16,7 @@ unknown ones to the unknown symbol; byte: UTF-8 bytes; word: whitespace split, l
 breaks as ``<eol>``), consumed token by token in a ``tf.while_loop`` in which each row
 stops at its own prompt length, then ``length`` tokens are drawn in a second
 ``tf.while_loop`` and detokenized. The step arithmetic is that of
-:class:`charlm.sampling.Sampler` (traced into the graph); padding and unknown symbols are
+:class:`charlm.sample.Sampler` (traced into the graph); padding and unknown symbols are
 never drawn; token t of every row is drawn with ``tf.random.stateless_categorical`` and
 the seed pair (seed, t), so texts are reproducible but not the same as ``charlm
 sample``'s for the same seed (which draws its noise differently). Char models
@@ -35,14 +35,14 @@ import tempfile
 from pathlib import Path
 
 from charlm.errors import CharlmError
-from charlm.tokenizers import EOL
+from charlm.data.tokenizers import EOL
 
 DEFAULT_MAX_LENGTH = 10_000
 SIGNATURE = "serving_default"
 
 
 def export_saved_model(lm, directory, force: bool = False, max_length: int = DEFAULT_MAX_LENGTH) -> Path:
-    """Write ``lm`` (a :class:`charlm.lm.LanguageModel`) as a SavedModel in ``directory``.
+    """Write ``lm`` (a :class:`charlm.nn.lm.LanguageModel`) as a SavedModel in ``directory``.
 
     Refuses an existing non-empty directory unless ``force``; the SavedModel is written
     into a temporary directory beside it and renamed into place only once complete.
@@ -115,7 +115,7 @@ def _module_class():
         return _MODULE_CLASS
     import tensorflow as tf
 
-    from charlm.monitor import sampler_variables, variable_sampler
+    from charlm.training.observers import sampler_variables, variable_sampler
 
     class GeneratorModule(tf.Module):
         def __init__(self, lm, max_length):
@@ -191,7 +191,7 @@ def _module_class():
             pieces = tf.gather(self.pieces, ids)  # (B, L)
             if self.kind == "word":
                 # A space between two words, and before the first one when the prompt ends in a
-                # word (not when it is empty or ends in whitespace), as charlm.sampling joins them.
+                # word (not when it is empty or ends in whitespace), as charlm.sample joins them.
                 is_word = tf.not_equal(ids, self.eol_id)
                 after_word = tf.logical_not(tf.strings.regex_full_match(prompts, r"(?s)(|.*\s)"))
                 before = tf.concat([after_word[:, None], is_word[:, :-1]], axis=1)

@@ -3,7 +3,7 @@
 Reads a run directory's ``history.json`` (one row per epoch: training and
 validation loss, and any accuracy columns observers added, e.g. agreement
 accuracy) and, when the run wrote one, ``steps.csv`` (the training loss of every
-step, see :class:`charlm.monitor.StepLogObserver`). Several run directories share
+step, see :class:`charlm.training.observers.StepLogObserver`). Several run directories share
 one figure, one colour per run, to compare them.
 """
 

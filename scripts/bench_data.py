@@ -50,7 +50,7 @@ def child(corpus: str, cache: str, steps: int) -> dict:
     import resource
 
     from charlm.config import TokenizerConfig, TrainConfig
-    from charlm.data import DataConfig, prepare
+    from charlm.data.prepare import DataConfig, prepare
 
     size = os.path.getsize(corpus)
     started = time.perf_counter()

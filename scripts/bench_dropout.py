@@ -31,10 +31,10 @@ def bench(config, args):
     import numpy as np
     import tensorflow as tf
 
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
     from charlm.config import ModelConfig, TrainConfig
-    from charlm.model import build_model
-    from charlm.trainer import Trainer
+    from charlm.nn.model import build_model
+    from charlm.training.steps import Trainer
 
     keras = import_keras()
     cell, layers, hidden, dropout = config.split(":")
@@ -82,7 +82,7 @@ def main():
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
 
     import_keras()  # first, as `charlm train` starts: it sets what TensorFlow and XLA read at start
     import tensorflow as tf

@@ -1,4 +1,4 @@
-"""Training-step throughput of charlm.fast_rnn against plain Keras layers and PyTorch.
+"""Training-step throughput of charlm.nn.kernels against plain Keras layers and PyTorch.
 
 The model is the one charlm trains: Embedding(V, E) -> L stacked recurrent layers of width H ->
 Dense(V), sparse softmax cross-entropy over B x T tokens, global-norm gradient clipping at 5.0,
@@ -13,7 +13,7 @@ share a process), and the workers are timed in turn, A B C A B C ..., after a wa
     charlm          charlm's Trainer, exactly as `charlm train` runs a window
     charlm_eval     charlm's evaluation forward pass, as `charlm eval` runs a window of a long
                     text by default (its default streams as the batch, its default window)
-    fast            charlm.fast_rnn.rnn_sequence (tf.while_loop) in a tf.function
+    fast            charlm.nn.kernels.rnn_sequence (tf.while_loop) in a tf.function
     fast_jit        the same with jit_compile=True
     torch           torch.nn.{LSTM,GRU,RNN} (if torch is installed)
 
@@ -58,7 +58,7 @@ def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     import keras
 
-    from charlm.fast_rnn import rnn_sequence
+    from charlm.nn.kernels import rnn_sequence
 
     layer_cls = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU,
                  "rnn": keras.layers.SimpleRNN}[cell]
@@ -119,7 +119,7 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     (variant "charlm"), or one window of evaluation as ``charlm eval`` runs it ("charlm_eval")."""
     # charlm's backend first, as `charlm train` starts: it sets the environment TensorFlow and
     # XLA read at start-up (the pooling allocator, XLA's region analysis).
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
 
     keras = import_keras()
     import tensorflow as tf
@@ -127,11 +127,11 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     from charlm.config import ModelConfig, TrainConfig
-    from charlm.evaluation import StreamSettings, TokenScorer
-    from charlm.lm import LanguageModel
-    from charlm.model import build_model
-    from charlm.tokenizers import CharTokenizer
-    from charlm.trainer import Trainer
+    from charlm.evaluate import StreamSettings, TokenScorer
+    from charlm.nn.lm import LanguageModel
+    from charlm.nn.model import build_model
+    from charlm.data.tokenizers import CharTokenizer
+    from charlm.training.steps import Trainer
 
     keras.utils.set_random_seed(0)
     model_config = ModelConfig(cell=cell, layers=layers, hidden=hidden, embedding=E)

@@ -35,16 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from charlm.backend import import_keras  # noqa: E402
+from charlm.runtime import import_keras  # noqa: E402
 
 keras = import_keras()
 import tensorflow as tf  # noqa: E402
 
-from charlm import sampling  # noqa: E402
+from charlm import sample as sampling  # noqa: E402
 from charlm.config import ModelConfig  # noqa: E402
-from charlm.lm import LanguageModel, load  # noqa: E402
-from charlm.model import build_model  # noqa: E402
-from charlm.tokenizers import CharTokenizer  # noqa: E402
+from charlm.nn.lm import LanguageModel, load  # noqa: E402
+from charlm.nn.model import build_model  # noqa: E402
+from charlm.data.tokenizers import CharTokenizer  # noqa: E402
 
 SYMBOLS = "".join(chr(c) for c in range(32, 95))  # 63 printable characters + <pad>, <unk> = 65
 

@@ -81,7 +81,7 @@ import sys
 
 import numpy as np
 
-from charlm.checkpoint import list_checkpoints, read_arrays, read_state
+from charlm.training.checkpoint import list_checkpoints, read_arrays, read_state
 
 reference, crashed = sys.argv[1:]
 a, b = (list_checkpoints(run)[-1] for run in (reference, crashed))
@@ -97,7 +97,7 @@ def losses(run):  # the last line for each step wins: a resumed run repeats the 
 
 la, lb = losses(reference), losses(crashed)
 loss_diffs = [s for s in lb if la.get(s) != lb[s]]
-# steps.csv is buffered (charlm.monitor flushes it every 100 steps), so a SIGKILL loses the
+# steps.csv is buffered (charlm.training.observers flushes it every 100 steps), so a SIGKILL loses the
 # lines of steps a later checkpoint covers; the steps logged are compared.
 print(f"  final step: {steps[0]} vs {steps[1]}; tensors: {len(wa)}, different: {len(different)}; "
       f"per-step losses logged by both: {len(lb)} of {len(la)}, different: {len(loss_diffs)}")

@@ -20,14 +20,14 @@ import time
 
 import numpy as np
 
-from charlm.backend import import_keras
+from charlm.runtime import import_keras
 
 keras = import_keras()
 import tensorflow as tf  # noqa: E402
 
 from charlm.config import ModelConfig, TrainConfig  # noqa: E402
-from charlm.model import build_model  # noqa: E402
-from charlm.trainer import Trainer  # noqa: E402
+from charlm.nn.model import build_model  # noqa: E402
+from charlm.training.steps import Trainer  # noqa: E402
 
 V, E, B, T = 65, 64, 64, 64
 
@@ -69,8 +69,8 @@ def training_speed(hidden, seconds=10.0):
 
 
 def sampling_speed():
-    from charlm.lm import LanguageModel
-    from charlm.tokenizers import CharTokenizer
+    from charlm.nn.lm import LanguageModel
+    from charlm.data.tokenizers import CharTokenizer
 
     model_config = ModelConfig(cell="lstm", layers=2, hidden=256, embedding=E)
     tokenizer = CharTokenizer.build("".join(chr(32 + i) for i in range(V - 2)))

@@ -55,11 +55,11 @@ def tiny_model_path(tiny_run) -> Path:
 @pytest.fixture(scope="session")
 def wide_lm(tiny_model_path):
     """An untrained one-layer LSTM of 128 units over the tiny model's vocabulary: wide enough
-    that evaluation compiles its forward pass with XLA (``charlm.forward.compile_with_xla``)."""
+    that evaluation compiles its forward pass with XLA (``charlm.nn.forward.compile_with_xla``)."""
     import charlm
     from charlm.config import ModelConfig
-    from charlm.lm import LanguageModel
-    from charlm.model import build_model
+    from charlm.nn.lm import LanguageModel
+    from charlm.nn.model import build_model
 
     tokenizer = charlm.load(tiny_model_path).tokenizer
     config = ModelConfig(cell="lstm", layers=1, hidden=128, embedding=16)

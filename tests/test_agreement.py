@@ -128,9 +128,9 @@ def test_boundary_keeps_short_forms_from_collecting_longer_words(lm):
 def untrained(kind: str, corpus: str):
     """A real, randomly initialised model with a word or byte tokenizer."""
     from charlm.config import ModelConfig
-    from charlm.lm import LanguageModel
-    from charlm.model import build_model
-    from charlm.tokenizers import build_tokenizer
+    from charlm.nn.lm import LanguageModel
+    from charlm.nn.model import build_model
+    from charlm.data.tokenizers import build_tokenizer
 
     tokenizer = build_tokenizer(kind, corpus)
     config = ModelConfig(cell="gru", layers=1, hidden=8, embedding=4)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from charlm.config import TokenizerConfig, TrainConfig
-from charlm.data import prepare
+from charlm.data.prepare import prepare
 from charlm.errors import CharlmError
-from charlm.streams import StreamBatches
+from charlm.data.streams import StreamBatches
 from tests.conftest import BUNDLED_CORPUS
 
 

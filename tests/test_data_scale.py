@@ -1,4 +1,4 @@
-"""Streaming tokenization into a cached, memory-mapped token file (charlm.tokenfile)."""
+"""Streaming tokenization into a cached, memory-mapped token file (charlm.data.tokenfile)."""
 
 import json
 import os
@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import charlm.corpus
+import charlm.data.corpus
 from charlm.cli import main
 from charlm.config import TokenizerConfig, TrainConfig
-from charlm.corpus import read_corpus, split_text
-from charlm.data import DataConfig, prepare
-from charlm.streams import StreamBatches
-from charlm.tokenizers import DOC, build_tokenizer
+from charlm.data.corpus import read_corpus, split_text
+from charlm.data.prepare import DataConfig, prepare
+from charlm.data.streams import StreamBatches
+from charlm.data.tokenizers import DOC, build_tokenizer
 from tests.conftest import BUNDLED_CORPUS
 
 # Mixed scripts, combining marks, emoji, CRLF: every UTF-8 sequence length.
@@ -40,7 +40,7 @@ def _in_memory(path, kind, train_config, normalization=None):
 @pytest.fixture
 def tiny_chunks(monkeypatch):
     """Read 7 bytes at a time: UTF-8 sequences, words and lines straddle every chunk border."""
-    monkeypatch.setattr(charlm.corpus, "CHUNK_BYTES", 7)
+    monkeypatch.setattr(charlm.data.corpus, "CHUNK_BYTES", 7)
 
 
 def _mapped(array):
@@ -219,7 +219,7 @@ def test_invalid_utf8_is_located_or_replaced_as_in_memory(tmp_path, request, chu
     path = tmp_path / "bad.txt"
     path.write_bytes(data)
     at = data.index(b"\xe6")
-    with pytest.raises(charlm.corpus.CharlmError, match=rf"bad.txt: byte {at} \(0xe6\)"):
+    with pytest.raises(charlm.data.corpus.CharlmError, match=rf"bad.txt: byte {at} \(0xe6\)"):
         prepare([path], TokenizerConfig(), _config())
     replaced = prepare([path], TokenizerConfig(encoding_errors="replace"), _config(val_fraction=0.5))
     text = data.decode("utf-8", "replace")

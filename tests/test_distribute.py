@@ -56,13 +56,13 @@ def test_a_run_under_mirrored_strategy_resumes_exactly(tiny_corpus, tmp_path):
 
 def test_jit_compiled_step_matches_the_plain_step(tiny_corpus):
     """The TPU path compiles the training step with XLA; on CPU the same step must agree."""
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
 
     keras = import_keras()
     from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
-    from charlm.data import prepare
-    from charlm.model import build_model
-    from charlm.trainer import Trainer
+    from charlm.data.prepare import prepare
+    from charlm.nn.model import build_model
+    from charlm.training.steps import Trainer
 
     model_config = ModelConfig(cell="lstm", layers=2, hidden=16, embedding=8)
     train_config = TrainConfig(batch_size=4, bptt=16, clipnorm=0.5, val_fraction=0.1)
@@ -92,13 +92,13 @@ def test_dropout_masks_drawn_outside_the_compiled_step_match_the_keras_layers(ti
     """With dropout the trainer draws the masks before its (XLA-compiled) step: the same masks
     the model's own Dropout layers draw from the same random state, so the losses agree with
     training the plain Keras model, compiled or not."""
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
 
     keras = import_keras()
     from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
-    from charlm.data import prepare
-    from charlm.model import build_model
-    from charlm.trainer import Trainer
+    from charlm.data.prepare import prepare
+    from charlm.nn.model import build_model
+    from charlm.training.steps import Trainer
 
     model_config = ModelConfig(cell="gru", layers=2, hidden=16, embedding=8, dropout=0.3)
     train_config = TrainConfig(batch_size=4, bptt=16, clipnorm=0.5, val_fraction=0.1)
@@ -121,7 +121,7 @@ def test_dropout_masks_drawn_outside_the_compiled_step_match_the_keras_layers(ti
     np.testing.assert_allclose(plain_losses, keras_losses, rtol=1e-5)
     np.testing.assert_allclose(jit_losses, keras_losses, rtol=1e-5)
 
-    from charlm.forward import dropout_masks
+    from charlm.nn.forward import dropout_masks
 
     masks = dropout_masks(build_model(model_config, data.tokenizer.vocab_size), model_config,
                           np.zeros((4, 16), dtype="int32"))
@@ -137,12 +137,12 @@ def test_forward_with_drawn_masks_equals_the_dropout_layers_own_draw(policy):
     the same random state, also in the compute dtype of mixed precision."""
     import tensorflow as tf
 
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
 
     keras = import_keras()
     from charlm.config import ModelConfig
-    from charlm.forward import dropout_masks, make_forward
-    from charlm.model import build_model
+    from charlm.nn.forward import dropout_masks, make_forward
+    from charlm.nn.model import build_model
 
     config = ModelConfig(cell="lstm", layers=2, hidden=16, embedding=8, dropout=0.3)
     keras.mixed_precision.set_global_policy(policy)
@@ -167,9 +167,9 @@ def test_forward_with_drawn_masks_equals_the_dropout_layers_own_draw(policy):
 def test_validation_compiled_with_xla_matches_the_keras_model(tiny_corpus):
     """At 128 units and more the trainer's validation runs forward-only kernels under XLA."""
     from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
-    from charlm.data import prepare
-    from charlm.model import build_model
-    from charlm.trainer import Trainer
+    from charlm.data.prepare import prepare
+    from charlm.nn.model import build_model
+    from charlm.training.steps import Trainer
 
     model_config = ModelConfig(cell="gru", layers=1, hidden=128, embedding=8)
     train_config = TrainConfig(batch_size=4, bptt=16, val_fraction=0.05)
@@ -184,7 +184,7 @@ def test_validation_compiled_with_xla_matches_the_keras_model(tiny_corpus):
 def test_fast_forward_equals_the_keras_model(tiny_model_path):
     """The training forward pass (hand-written kernels) computes what the saved model computes."""
     import charlm
-    from charlm.forward import make_forward
+    from charlm.nn.forward import make_forward
 
     lm = charlm.load(tiny_model_path)
     tokens = lm.tokenizer.encode("the keys to the cabinet are here .\nthe key")[None, :]
@@ -197,13 +197,13 @@ def test_fast_forward_equals_the_keras_model(tiny_model_path):
 
 
 def test_several_steps_per_execution_equal_single_steps(tiny_corpus):
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
 
     keras = import_keras()
     from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
-    from charlm.data import prepare
-    from charlm.model import build_model
-    from charlm.trainer import Trainer
+    from charlm.data.prepare import prepare
+    from charlm.nn.model import build_model
+    from charlm.training.steps import Trainer
 
     model_config = ModelConfig(cell="gru", layers=1, hidden=16, embedding=8)
     train_config = TrainConfig(batch_size=4, bptt=16, val_fraction=0.1)

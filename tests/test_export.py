@@ -21,9 +21,9 @@ def untrained(kind: str, cell: str = "gru"):
     import keras
 
     from charlm.config import ModelConfig
-    from charlm.lm import LanguageModel
-    from charlm.model import build_model
-    from charlm.tokenizers import build_tokenizer
+    from charlm.nn.lm import LanguageModel
+    from charlm.nn.model import build_model
+    from charlm.data.tokenizers import build_tokenizer
 
     keras.utils.set_random_seed(5)
     tokenizer = build_tokenizer(kind, "the dogs near the cat sleep .\nThe cats run ! é")
@@ -62,13 +62,13 @@ def test_in_graph_tokenizer_matches_charlm(kind):
         assert text == expected
 
 
-@pytest.mark.slow  # compiles charlm.sampling's XLA loops
+@pytest.mark.slow  # compiles charlm.sample's XLA loops
 @pytest.mark.parametrize("kind,cell", [("char", "lstm"), ("byte", "rnn"), ("word", "gru")])
 def test_greedy_text_matches_sampler(kind, cell):
     """Greedy decoding, prompts of different lengths in one batch: the same text as
-    charlm.sampling gives for each prompt alone."""
+    charlm.sample gives for each prompt alone."""
     from charlm.export import build_generator
-    from charlm.sampling import generate
+    from charlm.sample import generate
 
     lm = untrained(kind, cell)
     texts, _ = serve(build_generator(lm), PROMPTS, 25, temperature=0.0)

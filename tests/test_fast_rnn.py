@@ -1,12 +1,12 @@
-"""charlm.fast_rnn against the Keras layers it replaces: outputs, final states and gradients."""
+"""charlm.nn.kernels against the Keras layers it replaces: outputs, final states and gradients."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from charlm import fast_rnn
-from charlm.fast_rnn import rnn_inference, rnn_sequence
+from charlm.nn import kernels as fast_rnn
+from charlm.nn.kernels import rnn_inference, rnn_sequence
 
 LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
 N_STATES = {"lstm": 2, "gru": 1, "rnn": 1}

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charlm.errors import CharlmError
-from charlm.tokenizers import (ByteTokenizer, CharTokenizer, WordTokenizer, build_tokenizer,
+from charlm.data.tokenizers import (ByteTokenizer, CharTokenizer, WordTokenizer, build_tokenizer,
                                tokenizer_from_config)
 
 # Every code point, surrogates included (hypothesis leaves category Cs out by default).

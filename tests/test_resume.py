@@ -21,10 +21,10 @@ import pytest
 from click.testing import CliRunner
 
 import charlm
-from charlm.checkpoint import list_checkpoints, read_arrays, read_state
+from charlm.training.checkpoint import list_checkpoints, read_arrays, read_state
 from charlm.cli import main
 from charlm.errors import CharlmError
-from charlm.training import Observer, TrainingInterrupted
+from charlm.training.run import Observer, TrainingInterrupted
 from tests.conftest import BUNDLED_CORPUS, TINY
 
 # 21 windows per epoch on the 6,000-character corpus; two epochs, a checkpoint every 5 steps.

@@ -61,7 +61,7 @@ def sentinel(tmp_path):
 @pytest.fixture()
 def lambda_model(tiny_model_path, tmp_path, sentinel):
     """A Keras model with a Lambda whose function creates ``sentinel``, plus the tiny model's charlm.json."""
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
 
     keras = import_keras()
     target = str(sentinel)
@@ -92,7 +92,7 @@ def test_lambda_layer_is_refused_and_never_runs(lambda_model, sentinel):
 
 def test_the_lambda_payload_is_live(lambda_model, sentinel):
     """The check above could fail: unsafe Keras loading of the same file does run the code."""
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
 
     keras = import_keras()
     with zipfile.ZipFile(lambda_model) as archive:  # plain Keras ignores charlm.json
@@ -103,7 +103,7 @@ def test_the_lambda_payload_is_live(lambda_model, sentinel):
 
 def test_keras_safe_mode_alone_refuses_the_lambda(lambda_model, sentinel):
     """Even past charlm's own checks, the Keras load charlm uses is safe mode."""
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
 
     keras = import_keras()
     with pytest.raises(ValueError, match="unsafe|lambda|Lambda"):
@@ -168,7 +168,7 @@ def test_corrupted_file(tiny_model_path, tmp_path):
 
 
 def test_keras_file_that_is_not_a_charlm_model(tmp_path):
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
 
     keras = import_keras()
     inputs = keras.Input((3,))
@@ -178,7 +178,7 @@ def test_keras_file_that_is_not_a_charlm_model(tmp_path):
 
 
 def test_charlm_record_on_a_foreign_model(tiny_model_path, tmp_path):
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
 
     keras = import_keras()
     inputs = keras.Input((3,))

@@ -29,10 +29,10 @@ def lm(tiny_model_path):
 
 def _untrained(tokenizer, cell, tmp_path):
     """A small untrained model of ``cell`` for ``tokenizer``, saved and loaded back."""
-    from charlm.backend import import_keras
+    from charlm.runtime import import_keras
     from charlm.config import ModelConfig
-    from charlm.lm import LanguageModel, load
-    from charlm.model import build_model
+    from charlm.nn.lm import LanguageModel, load
+    from charlm.nn.model import build_model
 
     keras = import_keras()
     keras.utils.set_random_seed(3)
@@ -78,8 +78,8 @@ def _ordinary_logits(lm, logits):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_prime_matches_keras_model(cell, tmp_path):
-    from charlm.sampling import PRIME_CHUNK, sampler_for
-    from charlm.tokenizers import CharTokenizer
+    from charlm.sample import PRIME_CHUNK, sampler_for
+    from charlm.data.tokenizers import CharTokenizer
 
     lm = _untrained(CharTokenizer.build("abcdefgh ij\n"), cell, tmp_path)
     ids = lm.tokenizer.encode(("abc def\ngh ij" * 100)[: PRIME_CHUNK + 37])  # two priming calls
@@ -185,7 +185,7 @@ def test_stop_string_ends_the_sample(lm):
 
 
 def test_stop_across_chunk_boundary_is_not_streamed(lm):
-    from charlm.sampling import CHUNK
+    from charlm.sample import CHUNK
 
     (full,) = lm.generate(PROMPT, length=CHUNK + 50, seed=8)
     stop = full.text[CHUNK - 2 : CHUNK + 2]  # straddles the first and second chunk
@@ -205,7 +205,7 @@ def test_unknown_prompt_characters(lm):
 
 
 def test_word_model_splits_the_prompt(tmp_path):
-    from charlm.tokenizers import WordTokenizer
+    from charlm.data.tokenizers import WordTokenizer
 
     tokenizer = WordTokenizer.build("the dog runs\nthe dogs run\na cat sleeps\n")
     lm = _untrained(tokenizer, "gru", tmp_path)
@@ -224,7 +224,7 @@ def test_word_model_splits_the_prompt(tmp_path):
 
 @pytest.mark.slow  # compiles loops for another model or batch size
 def test_byte_model_streams_whole_characters(tmp_path):
-    from charlm.tokenizers import ByteTokenizer
+    from charlm.data.tokenizers import ByteTokenizer
 
     lm = _untrained(ByteTokenizer(), "rnn", tmp_path)
     pieces = []
@@ -243,7 +243,7 @@ def test_byte_model_streams_whole_characters(tmp_path):
      dict(length=0), dict(num_samples=0), dict(greedy=True, top_k=3), dict(stop=[""])],
 )
 def test_bad_settings(settings):
-    from charlm.sampling import SampleConfig
+    from charlm.sample import SampleConfig
 
     with pytest.raises(CharlmError):
         SampleConfig(**settings)

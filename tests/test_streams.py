@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from charlm.streams import StreamBatches
-from charlm.tokenfile import token_dtype
+from charlm.data.streams import StreamBatches
+from charlm.data.tokenfile import token_dtype
 
 
 @pytest.fixture

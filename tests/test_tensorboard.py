@@ -81,8 +81,8 @@ def test_samples_printed_and_logged(monitored_run):
 def test_samples_use_a_fixed_seed(monitored_run):
     """The same weights and seed give the same sample: only training changes them."""
     import charlm
-    from charlm.monitor import _LiveSampler
-    from charlm.sampling import SampleConfig
+    from charlm.training.observers import _LiveSampler
+    from charlm.sample import SampleConfig
 
     out, _ = monitored_run
     lm = charlm.load(out / "run" / "model.keras")  # the weights after step 20

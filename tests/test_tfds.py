@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from charlm.cli import main
 from charlm.config import TokenizerConfig, TrainConfig
-from charlm.data import DataConfig, prepare
+from charlm.data.prepare import DataConfig, prepare
 from tests.conftest import BUNDLED_CORPUS, TINY, shared_data
 
 pytestmark = pytest.mark.slow  # TFDS takes seconds to import and to prepare a dataset
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # TFDS takes seconds to import and to prepare a d
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A TFDS data directory holding charlm_agreement, prepared by TFDS's download_and_prepare."""
-    from charlm.tfds_source import import_tfds, project_builder
+    from charlm.data.tfds_source import import_tfds, project_builder
 
     tfds = import_tfds()
     assert project_builder("charlm_agreement")

@@ -5,7 +5,7 @@ import pytest
 
 from charlm.config import TokenizerConfig, TrainConfig
 from charlm.errors import CharlmError
-from charlm.tokenizers import (
+from charlm.data.tokenizers import (
     ByteTokenizer, CharTokenizer, WordTokenizer, build_tokenizer, tokenizer_from_config,
 )
 
@@ -73,7 +73,7 @@ def test_config_round_trip(kind):
 
 
 def test_vocabulary_comes_from_training_split_only(tmp_path):
-    from charlm.data import prepare
+    from charlm.data.prepare import prepare
 
     # "Z" occurs only in the last 10% of the text: the validation split.
     text = "abcab cabca " * 400 + "ZZZZ abc " * 40

@@ -93,9 +93,9 @@ def test_gpu_models_insist_on_cudnn_and_their_files_load_anywhere(cell, tmp_path
     import tensorflow as tf
 
     from charlm.config import ModelConfig
-    from charlm.lm import LanguageModel, load
-    from charlm.model import build_model, recurrent_layers
-    from charlm.tokenizers import CharTokenizer
+    from charlm.nn.lm import LanguageModel, load
+    from charlm.nn.model import build_model, recurrent_layers
+    from charlm.data.tokenizers import CharTokenizer
 
     config = ModelConfig(cell=cell, layers=2, hidden=8, embedding=4)
     tokenizer = CharTokenizer.build("abc")

@@ -29,7 +29,7 @@ class AgreementResult:
 def run_agreement(lm, paths=(), fmt: str = "auto", method: str = "sentence", scorer=None,
                   loaded=None) -> AgreementResult:
     """Load the agreement data in ``paths``, score it with ``lm`` (a
-    :class:`charlm.lm.LanguageModel`) and summarize.
+    :class:`charlm.nn.lm.LanguageModel`) and summarize.
 
     ``scorer`` (an :class:`~charlm.agreement.scoring.ItemScorer`) and ``loaded``
     (a :func:`~charlm.agreement.formats.load` result) may be passed in to reuse

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from charlm.training import Observer
+from charlm.training.run import Observer
 
 
 class AgreementObserver(Observer):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.agreement.formats import Item, Skip
-from charlm.evaluation import START_CONTEXT, TokenScorer, start_ids
+from charlm.evaluate import START_CONTEXT, TokenScorer, start_ids
 
 MAX_ROWS = 256  # sequences per forward pass, at most
 
@@ -42,7 +42,7 @@ class Scored:
 
 
 class ItemScorer:
-    """Scores items with one :class:`charlm.lm.LanguageModel`; reuse it across calls
+    """Scores items with one :class:`charlm.nn.lm.LanguageModel`; reuse it across calls
     (for instance once per epoch) to keep its compiled forward pass."""
 
     def __init__(self, lm, context: str = START_CONTEXT):

@@ -54,7 +54,7 @@ def command(model, data, fmt, method, as_json, plot, plot_by):
     scored.
     """
     from charlm.agreement import describe_skips, run_agreement
-    from charlm.lm import load
+    from charlm.nn.lm import load
 
     lm = load(model)
     result = run_agreement(lm, data, fmt, method)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from charlm.evaluation import StreamSettings
+from charlm.evaluate import StreamSettings
 
 _S = StreamSettings()
 
@@ -45,9 +45,9 @@ def command(model, files, streams, window, warmup, encoding_errors, as_json):
     bits over the text's characters or bytes), the token, character, byte and word
     counts, per-word perplexity and the out-of-vocabulary rate.
     """
-    from charlm.corpus import read_corpus
-    from charlm.evaluation import evaluate
-    from charlm.lm import load
+    from charlm.data.corpus import read_corpus
+    from charlm.evaluate import evaluate
+    from charlm.nn.lm import load
 
     settings = StreamSettings(streams, window, warmup)
     corpus = read_corpus(files, encoding_errors)

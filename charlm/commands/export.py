@@ -22,7 +22,7 @@ def command(model, saved_model, force, max_length):
     from pathlib import Path
 
     check_target(Path(saved_model), force)  # before the slow part: loading TensorFlow and the model
-    from charlm.lm import load
+    from charlm.nn.lm import load
 
     path = export_saved_model(load(model), saved_model, force=force, max_length=max_length)
     click.echo(f"SavedModel written to {path} (signature 'serving_default')")

@@ -15,7 +15,7 @@ def command(model, as_json):
     parameter counts, tokenizer and vocabulary, the training settings and corpus
     fingerprint, the best validation loss and bits per character, and the
     Keras/TensorFlow versions it was saved with."""
-    from charlm.modelinfo import describe, format_description
+    from charlm.nn.modelinfo import describe, format_description
 
     description = describe(model)
     click.echo(json.dumps(description, indent=2) if as_json else format_description(description))

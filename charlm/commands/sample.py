@@ -35,8 +35,8 @@ def command(model, prompt, prompt_file, as_json, num_samples, **settings):
     read as its unknown symbol (--json says how many there were).
     """
     prompt = _read_prompt(prompt, prompt_file)
-    from charlm.lm import load
-    from charlm.sampling import SampleConfig, sampler_for
+    from charlm.nn.lm import load
+    from charlm.sample import SampleConfig, sampler_for
 
     config = SampleConfig(num_samples=num_samples, **settings)  # checks the flags before loading
     sampler = sampler_for(load(model))

@@ -6,10 +6,10 @@ import json
 
 import click
 
-from charlm.checkpoint import CheckpointConfig
+from charlm.training.checkpoint import CheckpointConfig
 from charlm.config import CELLS, CLIP_MODES, LR_SCHEDULES, OPTIMIZERS, ModelConfig, TrainConfig
-from charlm.distribute import DEVICES, STRATEGIES
-from charlm.tokenizers import KINDS
+from charlm.training.distribute import DEVICES, STRATEGIES
+from charlm.data.tokenizers import KINDS
 
 _M, _T = ModelConfig(), TrainConfig()
 
@@ -117,11 +117,11 @@ def command(corpus, out, as_json, quiet, clipnorm, tensorboard, sample_every, sa
     reset at the start of each epoch and for validation. The best model by
     validation loss is saved as OUT/model.keras, with its tokenizer inside.
     """
-    from charlm.training import train
+    from charlm.training.run import train
 
     settings["clipnorm"] = clipnorm if clipnorm else None
     log = (lambda line: None) if quiet else None
-    from charlm.monitor import monitoring_observers
+    from charlm.training.observers import monitoring_observers
 
     observers = monitoring_observers(tensorboard, sample_every, sample_length, sample_prompt, settings["seed"])
     if agreement:
@@ -131,7 +131,7 @@ def command(corpus, out, as_json, quiet, clipnorm, tensorboard, sample_every, sa
     if resume or init_from:  # settings come from the run or the model; pass only the flags given
         source = click.get_current_context().get_parameter_source
         settings = {k: v for k, v in settings.items() if source(k) != click.core.ParameterSource.DEFAULT}
-    from charlm.training import TrainingInterrupted
+    from charlm.training.run import TrainingInterrupted
 
     try:
         summary = train(list(corpus) or None, out, resume=resume, init_from=init_from, extend_vocab=extend_vocab,

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from charlm.backend import import_keras
+from charlm.runtime import import_keras
 
 keras = import_keras()
 import tensorflow as tf  # noqa: E402
@@ -19,9 +19,9 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from charlm.config import ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
-from charlm.data import prepare  # noqa: E402
-from charlm.model import build_model  # noqa: E402
-from charlm.trainer import Trainer  # noqa: E402
+from charlm.data.prepare import prepare  # noqa: E402
+from charlm.nn.model import build_model  # noqa: E402
+from charlm.training.steps import Trainer  # noqa: E402
 
 corpus, cell, clipnorm, steps = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 model_config = ModelConfig(cell=cell, layers=2, hidden=32, embedding=16)

@@ -3,7 +3,7 @@
 This is a small custom loop rather than ``Model.fit``: the recurrent states are
 explicit tensors that the caller carries from one window to the next (one block
 of streams per replica), gradients are clipped here after the cross-replica
-sum (see :mod:`charlm.distribute`), and each step returns the loss and the
+sum (see :mod:`charlm.training.distribute`), and each step returns the loss and the
 gradient norm before clipping. ``Model.fit`` can do none of these under
 MultiWorkerMirroredStrategy in Keras 3.15.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from charlm.backend import import_keras
+from charlm.runtime import import_keras
 from charlm.config import TrainConfig
 
 keras = import_keras()
@@ -72,7 +72,7 @@ class Trainer:
 
     def __init__(self, model, config: TrainConfig, model_config=None, strategy=None,
                  fast: bool | None = None, jit_compile: bool | None = None):
-        from charlm.forward import compile_with_xla, make_forward
+        from charlm.nn.forward import compile_with_xla, make_forward
 
         self.model = model
         self.config = config
@@ -111,7 +111,7 @@ class Trainer:
 
     def _drawing_masks(self, replica_train):
         """``replica_train`` with its dropout masks drawn first, by TensorFlow's own kernels."""
-        from charlm.forward import dropout_masks
+        from charlm.nn.forward import dropout_masks
 
         def replica_train_with_masks(x, y, states):
             return replica_train(x, y, states, dropout_masks(self.model, self.model_config, x))
@@ -182,13 +182,13 @@ class Trainer:
         ``train_step`` takes them."""
         if self.replicas == 1:
             return batches.dataset(start, stop)
-        from charlm.distribute import replica_windows
+        from charlm.training.distribute import replica_windows
 
         return replica_windows(self.strategy, batches, start, stop)
 
     def zero_states(self, batch_size: int):
         """Fresh states for ``batch_size`` streams in all, split across replicas."""
-        from charlm.model import zero_states
+        from charlm.nn.model import zero_states
 
         rows = batch_size // self.replicas
         if self.replicas == 1:

@@ -21,11 +21,11 @@ import os
 import sys
 from pathlib import Path
 
-from charlm import corpus
-from charlm.corpus import warn
+from charlm.data import corpus
+from charlm.data.corpus import warn
 from charlm.errors import CharlmError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_CORPORA = PROJECT_ROOT / "corpora"
 
 
@@ -58,7 +58,7 @@ def project_builder(name: str) -> bool:
 
 class TfdsSource:
     """The examples of one TFDS split (cut by ``--val-fraction``) or of a
-    ``TRAIN,VALIDATION`` pair of splits, as documents for :mod:`charlm.tokenfile`."""
+    ``TRAIN,VALIDATION`` pair of splits, as documents for :mod:`charlm.data.tokenfile`."""
 
     def __init__(self, name: str, tfds_split: str | None = None, tfds_key: str | None = None,
                  tfds_data_dir: str | None = None, tfds_manual_dir: str | None = None, log=warn):

@@ -1,6 +1,6 @@
 """Checks on a model file before Keras reads it: a ``.keras`` file may come from anyone.
 
-Keras' safe mode (which :func:`charlm.lm.load` always uses) refuses Lambda layers
+Keras' safe mode (which :func:`charlm.nn.lm.load` always uses) refuses Lambda layers
 and Python lambdas. These checks come first and refuse more, each with one line
 saying what was found, so that nothing in an untrusted file reaches a
 deserializer charlm does not need:

@@ -97,7 +97,7 @@ class CharTokenizer(Tokenizer):
         self.normalization = normalization
         # Sorted code points of the ordinary symbols and their ids, for a
         # vectorised lookup with np.searchsorted (no Python loop per character).
-        # DOC (between documents of a multi-file corpus, see charlm.tokenfile) is no code point.
+        # DOC (between documents of a multi-file corpus, see charlm.data.tokenfile) is no code point.
         symbols = [(ord(s), i) for i, s in enumerate(self.vocabulary) if s not in self.specials and s != DOC]
         symbols.sort()
         self._codepoints = np.array([c for c, _ in symbols], dtype=np.uint32)

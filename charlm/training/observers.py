@@ -4,7 +4,7 @@
   epoch end) with a fixed seed, so samples from different steps of a run differ
   only by what the model learned in between. It prints them through the run's
   log, appends them to ``samples.txt`` in the run directory and, given a
-  :class:`charlm.tensorboard.TensorBoardObserver`, writes them as text summaries.
+  :class:`charlm.training.tensorboard.TensorBoardObserver`, writes them as text summaries.
 - :class:`StepLogObserver` appends one line per step to ``steps.csv`` in the run
   directory (step, tokens_seen, loss, grad_norm, lr), which ``charlm plot`` draws.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from charlm.training import Observer
+from charlm.training.run import Observer
 
 STEP_LOG = "steps.csv"
 STEP_LOG_FIELDS = ("step", "tokens_seen", "loss", "grad_norm", "lr")
@@ -30,12 +30,12 @@ class SampleObserver(Observer):
         seed: the sampling seed, the same for every sample of the run.
         temperature: softmax temperature (None: 1.0).
         echo: print the samples through the run's log.
-        tensorboard: a :class:`charlm.tensorboard.TensorBoardObserver` to log them to.
+        tensorboard: a :class:`charlm.training.tensorboard.TensorBoardObserver` to log them to.
     """
 
     def __init__(self, every: int | None = None, length: int = 200, prompt: str = "", seed: int = 0,
                  temperature: float | None = None, echo: bool = True, tensorboard=None):
-        from charlm.sampling import SampleConfig
+        from charlm.sample import SampleConfig
 
         self.every = every
         self.prompt = prompt
@@ -74,7 +74,7 @@ class SampleObserver(Observer):
 
 
 class _LiveSampler:
-    """A :class:`charlm.sampling.Sampler` whose weights are variables refreshed before each
+    """A :class:`charlm.sample.Sampler` whose weights are variables refreshed before each
     sample, so its XLA-compiled loops are built once per run rather than once per sample
     (a fresh Sampler bakes the weights in as constants and recompiles: seconds each time)."""
 
@@ -83,7 +83,7 @@ class _LiveSampler:
         self.sampler = variable_sampler(lm)
 
     def generate(self, prompt: str, config) -> str:
-        from charlm.sampling import Sampler
+        from charlm.sample import Sampler
 
         fresh = Sampler(self.lm)  # reads the current weights; compiles nothing until called
         values = [v for layer in fresh.layers for _, v in sorted(layer.items())] + [fresh.dense_w, fresh.dense_b]
@@ -93,12 +93,12 @@ class _LiveSampler:
 
 
 def variable_sampler(lm):
-    """A :class:`charlm.sampling.Sampler` of ``lm`` whose weights are ``tf.Variable``s
+    """A :class:`charlm.sample.Sampler` of ``lm`` whose weights are ``tf.Variable``s
     rather than constants: they can be re-assigned without recompiling, and a SavedModel
     stores them as variables. Returns the sampler; ``sampler_variables(s)`` lists them."""
     import tensorflow as tf
 
-    from charlm.sampling import Sampler
+    from charlm.sample import Sampler
 
     s = Sampler(lm)
     s.layers = [{k: tf.Variable(v, trainable=False, name=k) for k, v in layer.items()} for layer in s.layers]
@@ -157,7 +157,7 @@ def monitoring_observers(tensorboard=None, sample_every: int | None = None, samp
     observers: list[Observer] = [StepLogObserver()]
     board = None
     if tensorboard:
-        from charlm.tensorboard import TensorBoardObserver
+        from charlm.training.tensorboard import TensorBoardObserver
 
         board = TensorBoardObserver(tensorboard)
         observers.append(board)

@@ -55,20 +55,20 @@ class StreamSettings:
 
 
 class TokenScorer:
-    """One compiled forward pass of a :class:`charlm.lm.LanguageModel` that returns,
+    """One compiled forward pass of a :class:`charlm.nn.lm.LanguageModel` that returns,
     instead of logits, the natural log-probability of each target token.
 
     ``scorer(inputs, targets, states) -> (logp, new_states)``: inputs and targets
     (B, T) int32, states a list of (B, H) arrays (None: zeros); logp (B, T) float32.
     Shapes are left open, so batches of any size and length share one trace.
-    ``jit_compile`` (default: :func:`charlm.forward.compile_with_xla`) compiles the pass
+    ``jit_compile`` (default: :func:`charlm.nn.forward.compile_with_xla`) compiles the pass
     with XLA, once per batch shape: right for the few shapes of a streamed text.
     """
 
     def __init__(self, lm, jit_compile: bool | None = None):
         import tensorflow as tf
 
-        from charlm.forward import compile_with_xla, make_forward
+        from charlm.nn.forward import compile_with_xla, make_forward
 
         self.lm = lm
         # charlm's forward-only kernels on a CPU, Keras' cuDNN layers on a GPU.

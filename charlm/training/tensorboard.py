@@ -13,7 +13,7 @@ is needed only to look at them, not to write them. Tags:
         column observers add to the history row (e.g. agreement accuracy)
     text:
         run/config (the run's settings, once), samples/text (see
-        :class:`charlm.monitor.SampleObserver`)
+        :class:`charlm.training.observers.SampleObserver`)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 from charlm.config import to_dict
-from charlm.training import HISTORY_FIELDS, Observer
+from charlm.training.run import HISTORY_FIELDS, Observer
 
 # History columns written per epoch, and their tags.
 EPOCH_TAGS = {
@@ -60,7 +60,7 @@ class TensorBoardObserver(Observer):
     def on_train_begin(self, run):
         import tensorflow as tf
 
-        from charlm.corpus import check_writable_dir
+        from charlm.data.corpus import check_writable_dir
 
         check_writable_dir(self.log_dir)
         self.writer = tf.summary.create_file_writer(str(self.log_dir))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charlm.tokenizers import DOC, EOL, PAD, UNK, Tokenizer, tokenizer_from_config
+from charlm.data.tokenizers import DOC, EOL, PAD, UNK, Tokenizer, tokenizer_from_config
 
 _SPECIALS = {PAD, UNK, EOL, DOC}
 
@@ -57,7 +57,7 @@ def adapt_tokenizer(tokenizer: Tokenizer, fresh, extend: bool) -> tuple[Tokenize
     """The tokenizer for fine-tuning: the model's own, or with ``extend`` the model's
     followed by the symbols of the new corpus's training part that it lacks (ids of
     old symbols unchanged). ``fresh`` is the new corpus prepared with a vocabulary of
-    its own (:func:`charlm.data.prepare` without a tokenizer). New characters come in
+    its own (:func:`charlm.data.prepare.prepare` without a tokenizer). New characters come in
     code point order, new words most frequent first, as when a vocabulary is built.
 
     Returns (tokenizer, the unknown symbols most frequent first, the added symbols)."""

@@ -16,7 +16,7 @@ pass 2  (encode)  every document again, token ids written to ``<key>.tokens`` in
 How the validation cut is made (one region, as with files): the documents are
 decoded as UTF-8 and their characters counted; with N characters in all, the
 first ``N - round(N * val_fraction)`` characters are training text and the rest
-validation text, which is the cut :func:`charlm.corpus.split_text` makes on the
+validation text, which is the cut :func:`charlm.data.corpus.split_text` makes on the
 joined text. For the word tokenizer the cut moves forward to the next whitespace
 character (or the end of the document), so no word is split. A source with two
 regions (a TFDS train/validation split pair) is not cut: region 0 trains, region 1
@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import CharlmError
-from charlm.tokenizers import (
+from charlm.data.tokenizers import (
     DOC, EOL, PAD, UNK, ByteTokenizer, CharTokenizer, Tokenizer, WordTokenizer, _normalize, tokenizer_from_config,
 )
 
@@ -104,7 +104,7 @@ def token_dtype(vocab_size: int):
 
 def build_token_file(source, tokenizer_config, val_fraction: float, cache_dir=None,
                      tokenizer: Tokenizer | None = None, log=None) -> tuple[TokenFile, dict]:
-    """Tokenize ``source`` (a :class:`charlm.corpus.FileSource` or TFDS source) into a
+    """Tokenize ``source`` (a :class:`charlm.data.corpus.FileSource` or TFDS source) into a
     token file in ``cache_dir``, or reuse the one a previous run left there.
 
     Without ``cache_dir`` the file goes to a temporary directory and is deleted as

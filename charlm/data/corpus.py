@@ -6,7 +6,7 @@ any context. The vocabulary is built from the training split alone.
 
 Two ways in: :func:`read_corpus` reads everything into one string (for scoring
 and evaluating a file); :class:`FileSource` hands the files to the streaming
-tokenizer (:mod:`charlm.tokenfile`) as byte chunks, so that training never holds
+tokenizer (:mod:`charlm.data.tokenfile`) as byte chunks, so that training never holds
 the corpus in memory.
 
 Inside a directory or a glob, files that look binary (a NUL byte in their first
@@ -166,7 +166,7 @@ def _looks_binary(path: Path) -> bool:
 
 
 class FileSource:
-    """Corpus files as documents of byte chunks, for :mod:`charlm.tokenfile`.
+    """Corpus files as documents of byte chunks, for :mod:`charlm.data.tokenfile`.
 
     One region (the validation split is cut off its end by ``--val-fraction``);
     each file is one document.

@@ -4,7 +4,7 @@ Run directory contents:
     model.keras     the best model so far by validation loss (with its tokenizer)
     history.csv     one row per epoch (also history.json)
     config.json     every setting of the run, the corpus files and their fingerprint
-    checkpoints/    the newest ``--keep`` checkpoints (see :mod:`charlm.checkpoint`)
+    checkpoints/    the newest ``--keep`` checkpoints (see :mod:`charlm.training.checkpoint`)
 
 A run survives being stopped: ``resume=RUN_DIR`` continues from the newest
 checkpoint exactly as if it had never stopped (same weights, same per-step
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from charlm.config import scheduled_lr
-from charlm.corpus import check_creatable_dir, check_writable_dir
+from charlm.data.corpus import check_creatable_dir, check_writable_dir
 from charlm.errors import CharlmError
 
 HISTORY_FIELDS = (
@@ -43,7 +43,7 @@ class Observer:
     """Something that watches a run (TensorBoard, samples, agreement accuracy).
 
     The run calls these hooks; the defaults do nothing. ``run`` gives access to
-    ``run.lm`` (the :class:`charlm.lm.LanguageModel` being trained), ``run.out_dir``,
+    ``run.lm`` (the :class:`charlm.nn.lm.LanguageModel` being trained), ``run.out_dir``,
     ``run.config`` and ``run.log``.
     """
 
@@ -90,8 +90,8 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
             ``dropout``, ``batch_size``, ``bptt``, ``epochs``, ``max_steps``,
             ``optimizer``, ``lr``, ``clipnorm``, ``clip_mode``, ``val_fraction``, ``seed``,
             ``checkpoint_every``, ``keep``, the device settings of
-            :class:`charlm.distribute.DeviceConfig` and the corpus settings of
-            :class:`charlm.data.DataConfig`.
+            :class:`charlm.training.distribute.DeviceConfig` and the corpus settings of
+            :class:`charlm.data.prepare.DataConfig`.
 
     Returns:
         The run summary: ``model_path``, ``run_dir``, ``best_val_loss`` (nats per
@@ -101,9 +101,9 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
         TrainingInterrupted: SIGINT/SIGTERM; a checkpoint was written first.
         CharlmError: bad input, or divergence (a non-finite loss or gradient norm).
     """
-    from charlm.checkpoint import read_state
-    from charlm.data import DataConfig, prepare
-    from charlm.runspec import new_spec, resume_spec
+    from charlm.training.checkpoint import read_state
+    from charlm.data.prepare import DataConfig, prepare
+    from charlm.training.spec import new_spec, resume_spec
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     settings = dict(settings)
@@ -114,11 +114,11 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
         spec = new_spec(corpus, out, settings, init_from, extend_vocab)
     tokenizer = report = source = None
     if spec.resume_from is not None:
-        from charlm.tokenizers import tokenizer_from_config
+        from charlm.data.tokenizers import tokenizer_from_config
 
         tokenizer = tokenizer_from_config(read_state(spec.resume_from)["tokenizer"])
     elif spec.init_from:
-        from charlm.lm import load
+        from charlm.nn.lm import load
 
         source = load(spec.init_from)  # all its checks before anything is written
         tokenizer, report = _fine_tuning_tokenizer(spec, source.tokenizer, data_config, log)
@@ -134,7 +134,7 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
             raise CharlmError(f"the run in {spec.out_dir} has already trained {done} of its {total} steps; "
                               "raise --epochs or --max-steps to train it further")
     if report is not None:
-        from charlm.finetune import vocabulary_report
+        from charlm.training.finetune import vocabulary_report
 
         report = vocabulary_report(data.tokenizer, data, *report)
         log(report.describe(spec.init_from))
@@ -147,8 +147,8 @@ def _fine_tuning_tokenizer(spec, tokenizer, data_config, log):
     --extend-vocab; and (unknown symbols, added symbols) for the report."""
     import dataclasses
 
-    from charlm.data import prepare
-    from charlm.finetune import adapt_tokenizer
+    from charlm.data.prepare import prepare
+    from charlm.training.finetune import adapt_tokenizer
 
     if tokenizer.unk_id is None:
         return tokenizer, ((), ())
@@ -175,16 +175,16 @@ class _Run:
         self._last_checkpoint = self._saved_step = None
 
     def execute(self) -> dict:
-        from charlm.backend import import_keras
+        from charlm.runtime import import_keras
 
         keras = import_keras()
         import tensorflow as tf
 
-        from charlm.checkpoint import Checkpointer, Position
-        from charlm.distribute import check_batch, make_strategy
-        from charlm.lm import LanguageModel
-        from charlm.model import build_model
-        from charlm.trainer import Trainer
+        from charlm.training.checkpoint import Checkpointer, Position
+        from charlm.training.distribute import check_batch, make_strategy
+        from charlm.nn.lm import LanguageModel
+        from charlm.nn.model import build_model
+        from charlm.training.steps import Trainer
 
         spec, data, config, source = self.spec, self.data, self.config, self.source
         # The strategy first: multi-worker collectives must be set up before any TensorFlow op runs.
@@ -203,7 +203,7 @@ class _Run:
         with strategy.scope():
             model = build_model(self.model_config, data.tokenizer.vocab_size, on_gpu=on_gpu)
         if source is not None:
-            from charlm.finetune import transfer_weights
+            from charlm.training.finetune import transfer_weights
 
             transfer_weights(source.model, model, source.tokenizer.unk_id)
         trainer = self.trainer = Trainer(model, config, self.model_config, strategy)
@@ -238,7 +238,7 @@ class _Run:
                      + (f"; changed: {', '.join(spec.changes)}" if spec.changes else ""))
 
     def _loop(self, pos, states) -> dict:
-        from charlm.trainer import bits
+        from charlm.training.steps import bits
 
         data, config, trainer = self.data, self.config, self.trainer
         steps_per_epoch = len(data.train)
@@ -395,7 +395,7 @@ class _Run:
         )
 
     def _diverged(self, step, loss, norm):
-        from charlm.checkpoint import list_checkpoints
+        from charlm.training.checkpoint import list_checkpoints
 
         kept = list_checkpoints(self.out_dir)
         good = (f"the last good checkpoint ({kept[-1].name}) and the best model are kept; resume from it with "
@@ -455,7 +455,7 @@ def _total_steps(steps_per_epoch: int, config) -> int:
 
 
 def _progress(total, label, enabled):
-    from charlm.progress import Progress
+    from charlm.training.progress import Progress
 
     return Progress(total, label, enabled)
 

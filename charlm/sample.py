@@ -14,7 +14,7 @@ How a sample is made:
 
 The loop does not call the Keras model per step: :class:`Sampler` reads the weights of the
 model's layers once and writes the one-step cell arithmetic itself (Keras' gate layout; see
-:mod:`charlm.fast_rnn`), with the embedding folded into the first layer's input projection,
+:mod:`charlm.nn.kernels`), with the embedding folded into the first layer's input projection,
 a (V, gates·H) table looked up per token. ``tests/test_sampling.py`` checks it against the
 Keras model's logits. The batch size is whatever ``num_samples`` asks for; nothing of the
 training batch size is used.
@@ -113,7 +113,7 @@ class Sample:
 
 
 def generate(lm, prompt: str = "", on_text=None, **settings) -> list[Sample]:
-    """Sample from ``lm`` (a :class:`charlm.lm.LanguageModel`); see :class:`SampleConfig` for
+    """Sample from ``lm`` (a :class:`charlm.nn.lm.LanguageModel`); see :class:`SampleConfig` for
     ``settings``. ``on_text(piece)`` (one sample only) receives the text as it is produced.
     Returns one :class:`Sample` per ``num_samples``."""
     config = SampleConfig(**settings)

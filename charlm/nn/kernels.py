@@ -32,7 +32,7 @@ arguments (tanh activation, sigmoid recurrent activation, ``use_bias=True``, GRU
 
 import tensorflow as tf
 
-from charlm.backend import xla_region_analysis
+from charlm.runtime import xla_region_analysis
 
 CELLS = ("lstm", "gru", "rnn")
 # From this many units the backward recurrence reads U transposed inside its product (see

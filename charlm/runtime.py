@@ -28,7 +28,7 @@ def _request_region_analysis() -> bool:
 
 def xla_region_analysis() -> bool:
     """Whether XLA compiles this process's loops with region analysis (see above): the LSTM
-    backward pass then writes its gate gradients over the gates it reads (charlm.fast_rnn),
+    backward pass then writes its gate gradients over the gates it reads (charlm.nn.kernels),
     which without it would cost a copy of the gates every step."""
     return bool(_region_analysis)
 

@@ -3,14 +3,14 @@
 :func:`make_forward` returns a function equivalent to calling the Keras model
 (``[tokens, *states] -> [logits, *states]``) that reads the same variables, so
 training updates the ordinary Keras model that is saved as ``model.keras``. With
-``fast=True`` each recurrent layer runs through :func:`charlm.fast_rnn.rnn_sequence`
+``fast=True`` each recurrent layer runs through :func:`charlm.nn.kernels.rnn_sequence`
 (input projection and weight gradients as single large matrix products outside
 the time loop; without dropout the first layer's projection is folded with the
 embedding into one table lookup); with ``fast=False`` it simply calls the model.
 On a GPU the Keras layers' own cuDNN path is faster than either, so the trainer
 keeps them there.
 With ``differentiable=False`` (evaluation) the layers run through
-:func:`charlm.fast_rnn.rnn_inference`, which keeps nothing for a backward pass.
+:func:`charlm.nn.kernels.rnn_inference`, which keeps nothing for a backward pass.
 
 With dropout, the fast forward pass can take its masks from :func:`dropout_masks`, drawn by the
 model's own Dropout layers (their seed generators, so a checkpoint resumes them) but outside the
@@ -20,14 +20,14 @@ the stateless random generator is slow.
 
 from __future__ import annotations
 
-from charlm.backend import import_keras
+from charlm.runtime import import_keras
 from charlm.config import ModelConfig
-from charlm.model import recurrent_layers
+from charlm.nn.model import recurrent_layers
 
 keras = import_keras()
 import tensorflow as tf  # noqa: E402
 
-from charlm.fast_rnn import rnn_inference, rnn_sequence  # noqa: E402
+from charlm.nn.kernels import rnn_inference, rnn_sequence  # noqa: E402
 
 
 # XLA fuses each step's gate arithmetic and removes the per-op cost of the time loop: evaluation

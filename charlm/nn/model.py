@@ -16,7 +16,7 @@ and can be written to checkpoints, none of which ``stateful=True`` layers allow.
 
 from __future__ import annotations
 
-from charlm.backend import import_keras
+from charlm.runtime import import_keras
 from charlm.config import ModelConfig
 
 keras = import_keras()

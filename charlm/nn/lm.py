@@ -16,10 +16,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from charlm.backend import import_keras
+from charlm.runtime import import_keras
 from charlm.config import ModelConfig, from_dict, to_dict
 from charlm.errors import CharlmError
-from charlm.tokenizers import Tokenizer, tokenizer_from_config
+from charlm.data.tokenizers import Tokenizer, tokenizer_from_config
 
 keras = import_keras()
 
@@ -29,11 +29,11 @@ FORMAT_VERSION = 1
 
 
 class LanguageModel:
-    """A Keras model of charlm's shape (see :mod:`charlm.model`) and its tokenizer.
+    """A Keras model of charlm's shape (see :mod:`charlm.nn.model`) and its tokenizer.
 
     Attributes:
         model: the ``keras.Model``: ``[tokens, *states] -> [logits, *states]``.
-        tokenizer: the :class:`charlm.tokenizers.Tokenizer` the model was trained with.
+        tokenizer: the :class:`charlm.data.tokenizers.Tokenizer` the model was trained with.
         config: the :class:`charlm.config.ModelConfig` it was built from.
         info: what training recorded (a dict; empty for an untrained model).
     """
@@ -45,7 +45,7 @@ class LanguageModel:
         self.info = dict(info or {})
 
     def zero_states(self, batch_size: int) -> list:
-        from charlm.model import zero_states
+        from charlm.nn.model import zero_states
 
         return zero_states(self.config, batch_size)
 
@@ -61,10 +61,10 @@ class LanguageModel:
         return logits, states
 
     def generate(self, prompt: str = "", on_text=None, **settings) -> list:
-        """Sample text continuing ``prompt``: a list of :class:`charlm.sampling.Sample`, one per
-        ``num_samples``. ``settings`` are those of :class:`charlm.sampling.SampleConfig`
+        """Sample text continuing ``prompt``: a list of :class:`charlm.sample.Sample`, one per
+        ``num_samples``. ``settings`` are those of :class:`charlm.sample.SampleConfig`
         (length, temperature, greedy, top_k, top_p, num_samples, seed, stop)."""
-        from charlm.sampling import generate
+        from charlm.sample import generate
 
         return generate(self, prompt, on_text=on_text, **settings)
 
@@ -107,7 +107,7 @@ def read_record(path) -> dict:
         raise CharlmError(f"model file not found: {path}")
     if path.is_dir():
         raise CharlmError(f"{path} is a directory; give the model.keras file inside it")
-    from charlm.safety import check_archive, check_zip
+    from charlm.nn.safety import check_archive, check_zip
 
     check_zip(path)
     try:
@@ -127,10 +127,10 @@ def read_record(path) -> dict:
 
 
 def load(path) -> LanguageModel:
-    """Load a charlm model file: the Keras model (checked by :mod:`charlm.safety`, then
+    """Load a charlm model file: the Keras model (checked by :mod:`charlm.nn.safety`, then
     loaded in Keras' safe mode, which refuses Lambda layers and pickled code) together
     with its tokenizer and settings. Any problem is one :class:`CharlmError` line."""
-    from charlm.safety import explain_load_error
+    from charlm.nn.safety import explain_load_error
 
     record = read_record(path)
     try:

@@ -118,7 +118,7 @@ def replica_windows(strategy, batches, start: int = 0, stop: int | None = None):
     """
     import tensorflow as tf
 
-    from charlm.streams import PREFETCH, pipeline_options
+    from charlm.data.streams import PREFETCH, pipeline_options
 
     replicas = strategy.num_replicas_in_sync
     rows = batches.batch_size // replicas

@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 from charlm.errors import CharlmError
-from charlm.lm import read_record
+from charlm.nn.lm import read_record
 
 # Vocabularies up to this size are listed in full by `charlm info`.
 SHOW_CHARS = 300

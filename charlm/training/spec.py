@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from charlm.checkpoint import CheckpointConfig, clean_leftovers, list_checkpoints, read_state
+from charlm.training.checkpoint import CheckpointConfig, clean_leftovers, list_checkpoints, read_state
 from charlm.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict, to_dict
-from charlm.distribute import DeviceConfig
+from charlm.training.distribute import DeviceConfig
 from charlm.errors import CharlmError
 
 CONFIGS = (TokenizerConfig, ModelConfig, TrainConfig, CheckpointConfig, DeviceConfig)
@@ -101,7 +101,7 @@ def new_spec(corpus, out, settings: dict, init_from=None, extend_vocab=False) ->
         groups = _from_model(init_from, groups)
     configs = [cls(**values) for cls, values in groups.items()]
     if corpus is None:
-        from charlm.data import default_corpus
+        from charlm.data.prepare import default_corpus
 
         paths = (str(default_corpus()),)
     else:
@@ -166,7 +166,7 @@ def _newest_readable(checkpoints):
 
 def _from_model(path, groups: dict[type, dict]) -> dict[type, dict]:
     """Fine-tuning: architecture and tokenizer from the model file; a contradicting flag is refused."""
-    from charlm.lm import read_record
+    from charlm.nn.lm import read_record
 
     record = read_record(path)
     try:

@@ -1,0 +1,1 @@
+"""A training run: its settings, the compiled steps, checkpoints, distribution and observers."""
