@@ -2,8 +2,8 @@
 
 Each command lives in its own module of :mod:`charlm.commands` and defines a
 click command named ``command``; the group finds them there. Command modules
-import TensorFlow only inside the command function, so ``charlm --help`` stays
-fast. Every failure a user can cause ends as one line on stderr and a non-zero
+import charlm's heavy modules only inside the command function, so ``charlm --help``
+and ``charlm COMMAND --help`` never start TensorFlow. Every failure a user can cause ends as one line on stderr and a non-zero
 exit status; ``--debug`` shows the traceback instead.
 """
 
@@ -15,6 +15,7 @@ import sys
 
 import click
 
+import charlm.commands
 from charlm import __version__
 from charlm.errors import CharlmError
 
@@ -27,8 +28,6 @@ class CharlmGroup(click.Group):
     """Finds commands in :mod:`charlm.commands` and turns errors into one line each."""
 
     def list_commands(self, ctx):
-        import charlm.commands
-
         return sorted(m.name.rstrip("_") for m in pkgutil.iter_modules(charlm.commands.__path__))
 
     def get_command(self, ctx, name):

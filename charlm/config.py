@@ -1,7 +1,10 @@
-"""Settings as small frozen dataclasses; each checks itself when made.
+"""Every setting charlm takes, as small frozen dataclasses that check themselves when made.
 
-The command line and :func:`charlm.train` build these from flags or keyword
-arguments; they are written to the run directory and into the model file.
+The command line and the Python API build these from flags or keyword arguments. A run
+writes its tokenizer, model, training, checkpoint and device settings to its
+``config.json`` and into the model file; the rest (where the corpus comes from, how a text
+is batched for evaluation, how to sample) are per command. Error messages name the
+command-line flag of a setting (:func:`flag`), which is what a user typed.
 """
 
 from __future__ import annotations
@@ -10,18 +13,35 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from charlm.errors import CharlmError
 from charlm.data.tokenizers import KINDS, NORMALIZATIONS
+from charlm.errors import CharlmError
 
 CELLS = ("rnn", "lstm", "gru")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 CLIP_MODES = ("global", "per-tensor")
 LR_SCHEDULES = ("constant", "cosine", "linear")
+DEVICES = ("auto", "cpu", "gpu", "tpu")
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
+
+# Settings whose flag is not their name with dashes; and the flag names charlm.train accepts
+# as keywords for them.
+_FLAGS = {"kind": "--tokenizer", "normalization": "--normalize"}
+ALIASES = {"tokenizer": "kind", "normalize": "normalization"}
 
 
-def _positive(name: str, value, flag: str):
+def flag(name: str) -> str:
+    """The command-line flag of the setting ``name``."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _positive(name: str, value):
     if value is None or value <= 0:
-        raise CharlmError(f"{flag} must be a positive number, got {value}")
+        raise CharlmError(f"{flag(name)} must be a positive number, got {value}")
+
+
+def _one_of(name: str, value, choices):
+    if value not in choices:
+        raise CharlmError(f"{flag(name)} must be one of {', '.join(map(str, choices))}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -35,14 +55,13 @@ class TokenizerConfig:
     encoding_errors: str = "strict"
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise CharlmError(f"--tokenizer must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        _one_of("kind", self.kind, KINDS)
         if self.normalization not in NORMALIZATIONS:
-            raise CharlmError(f"--normalize must be NFC or NFKC, got {self.normalization!r}")
+            raise CharlmError(f"{flag('normalization')} must be NFC or NFKC, got {self.normalization!r}")
         if self.max_vocab is not None and self.max_vocab < 4:
-            raise CharlmError(f"--max-vocab must be at least 4, got {self.max_vocab}")
+            raise CharlmError(f"{flag('max_vocab')} must be at least 4, got {self.max_vocab}")
         if self.encoding_errors not in ("strict", "replace"):
-            raise CharlmError(f"--encoding-errors must be strict or replace, got {self.encoding_errors!r}")
+            raise CharlmError(f"{flag('encoding_errors')} must be strict or replace, got {self.encoding_errors!r}")
 
 
 @dataclass(frozen=True)
@@ -56,13 +75,11 @@ class ModelConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        if self.cell not in CELLS:
-            raise CharlmError(f"--cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
-        _positive("layers", self.layers, "--layers")
-        _positive("hidden", self.hidden, "--hidden")
-        _positive("embedding", self.embedding, "--embedding")
+        _one_of("cell", self.cell, CELLS)
+        for name in ("layers", "hidden", "embedding"):
+            _positive(name, getattr(self, name))
         if not 0.0 <= self.dropout < 1.0:
-            raise CharlmError(f"--dropout must be in [0, 1), got {self.dropout}")
+            raise CharlmError(f"{flag('dropout')} must be in [0, 1), got {self.dropout}")
 
     @property
     def states_per_layer(self) -> int:
@@ -89,41 +106,138 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        _positive("batch_size", self.batch_size, "--batch-size")
-        _positive("bptt", self.bptt, "--bptt")
-        _positive("epochs", self.epochs, "--epochs")
-        if self.max_steps is not None:
-            _positive("max_steps", self.max_steps, "--max-steps")
-        if self.max_minutes is not None:
-            _positive("max_minutes", self.max_minutes, "--max-minutes")
-        if self.optimizer not in OPTIMIZERS:
-            raise CharlmError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        _positive("lr", self.lr, "--lr")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise CharlmError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        for name in ("batch_size", "bptt", "epochs", "lr"):
+            _positive(name, getattr(self, name))
+        for name in ("max_steps", "max_minutes"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if not 0.0 <= self.lr_decay_start < 1.0:
-            raise CharlmError(f"--lr-decay-start must be in [0, 1), got {self.lr_decay_start}")
+            raise CharlmError(f"{flag('lr_decay_start')} must be in [0, 1), got {self.lr_decay_start}")
         if self.clipnorm is not None and self.clipnorm <= 0:
-            raise CharlmError(f"--clipnorm must be positive (or 0 for no clipping), got {self.clipnorm}")
+            raise CharlmError(f"{flag('clipnorm')} must be positive (or 0 for no clipping), got {self.clipnorm}")
         if self.clip_mode not in CLIP_MODES:
-            raise CharlmError(f"--clip-mode must be global or per-tensor, got {self.clip_mode!r}")
+            raise CharlmError(f"{flag('clip_mode')} must be global or per-tensor, got {self.clip_mode!r}")
         if not 0.0 < self.val_fraction < 1.0:
-            raise CharlmError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
+            raise CharlmError(f"{flag('val_fraction')} must be between 0 and 1, got {self.val_fraction}")
 
 
-def scheduled_lr(config: TrainConfig, step: int, total_steps: int) -> float:
-    """The learning rate of training step ``step + 1`` of ``total_steps``: ``lr`` throughout
-    (constant), or ``lr`` for the first ``lr_decay_start`` of the steps and then decaying
-    towards 0 at the last step (cosine: slowly, then faster, then slowly; linear). A decay
-    settles the weights at the end of a run, where a constant rate leaves them wherever the
-    last noisy steps put them; a late start keeps the full rate while the model still learns."""
-    if config.lr_schedule == "constant":
-        return config.lr
-    begin = config.lr_decay_start * total_steps
-    fraction = min(max(step - begin, 0.0) / max(total_steps - begin, 1), 1.0)
-    if config.lr_schedule == "linear":
-        return config.lr * (1.0 - fraction)
-    return config.lr * 0.5 * (1.0 + math.cos(math.pi * fraction))
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """``checkpoint_every``: steps between checkpoints (0: only at each epoch end);
+    ``keep``: how many of the newest checkpoints to keep."""
+
+    checkpoint_every: int = 200
+    keep: int = 3
+
+    def __post_init__(self):
+        if self.checkpoint_every is None or self.checkpoint_every < 0:
+            raise CharlmError(f"{flag('checkpoint_every')} must be 0 (epoch ends only) or more, "
+                              f"got {self.checkpoint_every}")
+        if self.keep is None or self.keep < 1:
+            raise CharlmError(f"{flag('keep')} must be at least 1, got {self.keep}")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Where training runs: ``device`` auto|cpu|gpu|tpu, ``strategy``
+    auto|default|mirrored|multi-worker|tpu, ``steps_per_execution`` (TPU),
+    ``mixed_precision`` (float16 on GPU, bfloat16 on TPU and CPU)."""
+
+    device: str = "auto"
+    strategy: str = "auto"
+    steps_per_execution: int = 1
+    mixed_precision: bool = False
+
+    def __post_init__(self):
+        _one_of("device", self.device, DEVICES)
+        _one_of("strategy", self.strategy, STRATEGIES)
+        if self.steps_per_execution < 1:
+            raise CharlmError(f"{flag('steps_per_execution')} must be at least 1, got {self.steps_per_execution}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the corpus comes from and where its token file is cached.
+
+    ``cache_dir``: the token-file cache (None: beside the run, or no cache for a
+    bare :func:`charlm.data.prepare.prepare`). The ``tfds_*`` settings apply to a
+    ``tfds:NAME[/CONFIG]`` corpus: ``tfds_split`` one split (cut by --val-fraction) or
+    ``TRAIN,VALIDATION``; ``tfds_key`` the text feature (default ``text``); ``tfds_data_dir``
+    and ``tfds_manual_dir`` as in ``tfds build``.
+    """
+
+    cache_dir: str | None = None
+    tfds_split: str | None = None
+    tfds_key: str | None = None
+    tfds_data_dir: str | None = None
+    tfds_manual_dir: str | None = None
+
+    @classmethod
+    def pop_from(cls, settings: dict) -> DataConfig:
+        """Take this config's keys out of flat keyword ``settings`` (as ``charlm.train`` gets them)."""
+        values = {f.name: settings.pop(f.name, None) for f in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in values.items() if value is not None})
+
+    @property
+    def tfds_options(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k.startswith("tfds_") and v is not None}
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How ``charlm eval`` and ``charlm score`` batch a text: at most ``streams`` parallel
+    pieces, forward passes of ``window`` tokens, ``warmup`` tokens read before each piece but
+    the first (see :mod:`charlm.evaluate`)."""
+
+    # A large batch keeps both cores of a small CPU busy in the recurrent step's product, and
+    # evaluation keeps no activations for a backward pass, so it costs little memory.
+    streams: int = 128
+    window: int = 256
+    warmup: int = 256
+
+    def __post_init__(self):
+        if self.streams < 1:
+            raise CharlmError(f"{flag('streams')} must be at least 1, got {self.streams}")
+        if self.window < 1:
+            raise CharlmError(f"{flag('window')} must be at least 1, got {self.window}")
+        if self.warmup < 0:
+            raise CharlmError(f"{flag('warmup')} must be 0 or more, got {self.warmup}")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How to sample. ``temperature`` None means 1.0; ``greedy`` excludes the other three
+    samplers; ``seed`` None means a random seed (reported in each sample)."""
+
+    length: int = 500
+    temperature: float | None = None
+    greedy: bool = False
+    top_k: int | None = None
+    top_p: float | None = None
+    num_samples: int = 1
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "stop", tuple(self.stop))
+        if not isinstance(self.length, int) or self.length < 1:
+            raise CharlmError(f"{flag('length')} must be at least 1, got {self.length}")
+        if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise CharlmError(f"{flag('temperature')} must be a positive number, got {self.temperature}; "
+                              "use --greedy for the most likely token")
+        if self.top_k is not None and self.top_k < 1:
+            raise CharlmError(f"{flag('top_k')} must be at least 1, got {self.top_k}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise CharlmError(f"{flag('top_p')} must be in (0, 1], got {self.top_p}")
+        if self.greedy and (self.temperature is not None or self.top_k is not None or self.top_p is not None):
+            raise CharlmError("--greedy takes the most likely token; it cannot be combined with --temperature, "
+                              "--top-k or --top-p")
+        if not isinstance(self.num_samples, int) or self.num_samples < 1:
+            raise CharlmError(f"{flag('num_samples')} must be at least 1, got {self.num_samples}")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise CharlmError(f"{flag('stop')} strings must be non-empty")
 
 
 def to_dict(config) -> dict:
@@ -131,6 +245,11 @@ def to_dict(config) -> dict:
 
 
 def from_dict(cls, values: dict):
-    """Rebuild a config, ignoring keys a newer or older charlm may have written."""
+    """Rebuild a config from :func:`to_dict`'s output. An unknown key is an error (a
+    ``ValueError``): a file that names a setting this charlm does not have is damaged or
+    was written by another version, and loading its default instead would hide that."""
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in names})
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} setting{'s' * (len(unknown) > 1)} {', '.join(unknown)}")
+    return cls(**values)

@@ -21,11 +21,16 @@ from __future__ import annotations
 import math
 import time
 import unicodedata
-from dataclasses import dataclass
 
 import numpy as np
 
+from charlm.config import StreamSettings
 from charlm.errors import CharlmError
+from charlm.nn.forward import make_forward
+from charlm.runtime import choose_kernels, import_keras
+
+import_keras()
+import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
 # The context every text or agreement item starts from (see the module docstring).
 START_CONTEXT = "\n"
@@ -33,25 +38,6 @@ START_CONTEXT = "\n"
 LOGITS_BUDGET = 1 << 23
 
 
-@dataclass(frozen=True)
-class StreamSettings:
-    """How a text is batched: at most ``streams`` parallel pieces, forward passes of
-    ``window`` tokens, ``warmup`` tokens read before each piece but the first."""
-
-    # 128 rows: a recurrent step's (B, H)·(H, G) product uses both cores of a small CPU at
-    # B=128 and one at B=64 (a 2x256 SimpleRNN evaluates 1.4x faster), and evaluation keeps
-    # no activations for a backward pass, so the larger batch costs little memory.
-    streams: int = 128
-    window: int = 256
-    warmup: int = 256
-
-    def __post_init__(self):
-        if self.streams < 1:
-            raise CharlmError(f"--streams must be at least 1, got {self.streams}")
-        if self.window < 1:
-            raise CharlmError(f"--window must be at least 1, got {self.window}")
-        if self.warmup < 0:
-            raise CharlmError(f"--warmup must be 0 or more, got {self.warmup}")
 
 
 class TokenScorer:
@@ -60,21 +46,17 @@ class TokenScorer:
 
     ``scorer(inputs, targets, states) -> (logp, new_states)``: inputs and targets
     (B, T) int32, states a list of (B, H) arrays (None: zeros); logp (B, T) float32.
-    Shapes are left open, so batches of any size and length share one trace.
-    ``jit_compile`` (default: :func:`charlm.nn.forward.compile_with_xla`) compiles the pass
-    with XLA, once per batch shape: right for the few shapes of a streamed text.
+    Shapes are left open, so batches of any size and length share one trace. The kernels
+    are :func:`charlm.runtime.choose_kernels`' (charlm's forward-only kernels on a CPU, Keras'
+    cuDNN layers on a GPU); ``jit_compile`` (default: its choice) compiles the pass with XLA,
+    once per batch shape: right for the few shapes of a streamed text.
     """
 
     def __init__(self, lm, jit_compile: bool | None = None):
-        import tensorflow as tf
-
-        from charlm.nn.forward import compile_with_xla, make_forward
-
         self.lm = lm
-        # charlm's forward-only kernels on a CPU, Keras' cuDNN layers on a GPU.
-        fast = not tf.config.list_logical_devices("GPU")
-        self.forward = make_forward(lm.model, lm.config, fast=fast, differentiable=False)
-        self.jit_compile = compile_with_xla(lm.config, fast) if jit_compile is None else jit_compile
+        kernels = choose_kernels(lm.config, bool(tf.config.list_logical_devices("GPU")))
+        self.forward = make_forward(lm.model, lm.config, kernels.charlm, differentiable=False)
+        self.jit_compile = kernels.xla if jit_compile is None else jit_compile
         self.vocab_size = lm.tokenizer.vocab_size
         self.n_states = len(lm.zero_states(1))
         ids = tf.TensorSpec((None, None), tf.int32)
@@ -83,8 +65,6 @@ class TokenScorer:
                                  jit_compile=self.jit_compile)
 
     def _logprobs(self, inputs, targets, states):
-        import tensorflow as tf
-
         logits, new_states = self.forward(inputs, states, False)
         # log p(target) = -cross-entropy, computed in float32 whatever the model's dtype.
         logp = -tf.nn.sparse_softmax_cross_entropy_with_logits(targets, tf.cast(logits, tf.float32))

@@ -12,12 +12,18 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib
+
 from charlm.errors import CharlmError
+from charlm.fileio import atomic_path
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -99,11 +105,6 @@ def plot_runs(run_dirs, out=None, title: str | None = None) -> Path:
     if not out.parent.is_dir():
         raise CharlmError(f"-o {out}: directory {out.parent} does not exist")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     accuracies = sorted({c for run in runs for c in run.accuracy_columns()})
     rows = 2 if accuracies else 1
     fig, axes = plt.subplots(rows, 2, figsize=(12, 4.2 * rows), squeeze=False, sharex="col",
@@ -119,8 +120,6 @@ def plot_runs(run_dirs, out=None, title: str | None = None) -> Path:
                 if xs:
                     axes[1][column].plot(xs, ys, style, marker="o", color=colour, ms=4,
                                          label=f"{run.name}: {name}" if len(runs) > 1 else name)
-    from matplotlib.ticker import EngFormatter
-
     for column, x_label in enumerate(("training steps", "tokens seen")):
         for ax in (row[column] for row in axes):
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 15k, 2M: readable at a glance
@@ -155,8 +154,6 @@ def _draw_losses(ax, run: RunCurves, x_key: str, colour, label, show_raw: bool):
 
 
 def _legend(ax, runs):
-    from matplotlib.lines import Line2D
-
     handles = [Line2D([], [], color="0.3", lw=1.3, label="training"),
                Line2D([], [], color="0.3", lw=2, marker="o", ms=5, label="validation")]
     if len(runs) > 1:
@@ -185,14 +182,5 @@ def _number(value) -> bool:
 
 
 def _save_atomic(fig, out: Path):
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out, fsync=False) as tmp:
         fig.savefig(tmp, dpi=110, format=out.suffix[1:].lower())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

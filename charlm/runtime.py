@@ -1,12 +1,23 @@
-"""Importing Keras on the TensorFlow backend, quietly, and only when a command needs it."""
+"""How charlm runs: Keras on the TensorFlow backend, started quietly with the settings charlm
+needs, and the one decision of which kernels a model runs on and whether XLA compiles them.
+
+Every module that uses TensorFlow calls :func:`import_keras` before importing it, because
+TensorFlow reads some of these settings (the host allocator, XLA's flags) only when it starts.
+This is the one module that imports TensorFlow inside a function: it must set them first.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+from dataclasses import dataclass
 
 from charlm.errors import CharlmError
+
+# XLA fuses each step's gate arithmetic and removes the per-op cost of the time loop, but it
+# compiles once per batch shape (seconds), which small models do not win back.
+XLA_MIN_HIDDEN = 128
 
 # XLA's copy insertion with region analysis (off by default on CPU): it lets a loop update a
 # buffer in place when readers of that buffer inside the loop body are not all inputs of the
@@ -58,17 +69,15 @@ def _quiet_stderr():
 def import_keras():
     """Return the ``keras`` module, refusing any backend but TensorFlow.
 
-    charlm's trainer, sampler and distribution code use ``tf.function``,
+    charlm's training steps, sampler and distribution code use ``tf.function``,
     ``tf.distribute`` and tf.data directly, so JAX and PyTorch backends are not
     supported; it says so up front rather than training something subtly wrong.
     """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    # TensorFlow's pooling (BFC) allocator for host memory instead of plain malloc. A training
-    # step allocates tens of megabytes of temporaries (the kernels' per-step outputs, XLA's
-    # buffers); from malloc they are fresh pages every step, and the page faults cost more
-    # than some of the products: 1.2x training throughput (LSTM 2x256, B=64, 2-core CPU).
-    # TensorFlow reads it when it first allocates, so it must be set before that.
+    # TensorFlow's pooling (BFC) allocator for host memory instead of plain malloc: a training
+    # step's tens of megabytes of temporaries would otherwise be fresh pages, page faults and
+    # all, every step (BENCHMARKS.md). TensorFlow reads it when it first allocates.
     # TF_CPU_ALLOCATOR_USE_BFC=false in the environment turns it off.
     os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     global _region_analysis
@@ -89,3 +98,24 @@ def import_keras():
             "unset KERAS_BACKEND or set it to tensorflow"
         )
     return keras
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """What a model's passes run on: ``charlm`` -- charlm's own kernels
+    (:mod:`charlm.nn.kernels`) rather than the Keras layers; ``xla`` -- compiled with XLA."""
+
+    charlm: bool
+    xla: bool
+
+
+def choose_kernels(model_config, on_gpu: bool, replicas: int = 1, charlm: bool | None = None) -> Kernels:
+    """The kernels for a model of ``model_config`` (None: a model charlm did not build, which
+    only Keras' layers can run). On a CPU charlm's kernels beat Keras' generic loop; on a GPU
+    the Keras layers' cuDNN path beats both; ``charlm`` overrides that choice. XLA compiles
+    charlm's kernels (it cannot compile cuDNN) from :data:`XLA_MIN_HIDDEN` units, on one
+    replica (it does not compile the cross-replica sums of a distributed step)."""
+    if charlm is None:
+        charlm = model_config is not None and not on_gpu
+    return Kernels(charlm, charlm and model_config is not None and replicas == 1
+                   and model_config.hidden >= XLA_MIN_HIDDEN)

@@ -7,15 +7,15 @@ How a sample is made:
    over the prompt tokens, 512 per call, carrying the recurrent states. No prompt: fresh
    (zero) states, and the first token is drawn uniformly from the ordinary symbols.
 2. The states of the one primed stream are copied to ``num_samples`` rows, and the tokens are
-   drawn by :meth:`Sampler.chunk`: one XLA-compiled ``tf.while_loop`` that, per step, picks a
+   drawn by :meth:`Sampler.chunk_fn`'s loop: one XLA-compiled ``tf.while_loop`` that, per step, picks a
    token from the last logits and advances the recurrent stack one step. It returns after
    ``chunk`` tokens (256) so that one sample can be streamed and stop strings checked
    between calls; the states and logits carry over to the next call.
 
 The loop does not call the Keras model per step: :class:`Sampler` reads the weights of the
-model's layers once and writes the one-step cell arithmetic itself (Keras' gate layout; see
-:mod:`charlm.nn.kernels`), with the embedding folded into the first layer's input projection,
-a (V, gates·H) table looked up per token. ``tests/test_sampling.py`` checks it against the
+model's layers once and runs each layer's step with the kernels' cell arithmetic
+(:func:`charlm.nn.kernels.cell_step`), with the embedding folded into the first layer's input
+projection, a (V, gates·H) table looked up per token. ``tests/test_sampling.py`` checks it against the
 Keras model's logits. The batch size is whatever ``num_samples`` asks for; nothing of the
 training batch size is used.
 
@@ -37,7 +37,6 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import functools
-import math
 import secrets
 import time
 import weakref
@@ -45,43 +44,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from charlm.config import SampleConfig
 from charlm.errors import CharlmError
+from charlm.nn.kernels import cell_step
+from charlm.runtime import import_keras
+
+import_keras()
+import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
 CHUNK = 256  # tokens per compiled generation call (streaming granularity)
 PRIME_CHUNK = 512  # prompt tokens per compiled priming call
 _SEED_MOD = 2**63
 
 
-@dataclass(frozen=True)
-class SampleConfig:
-    """How to sample. ``temperature`` None means 1.0; ``greedy`` excludes the other three
-    samplers; ``seed`` None means a random seed (reported in each :class:`Sample`)."""
-
-    length: int = 500
-    temperature: float | None = None
-    greedy: bool = False
-    top_k: int | None = None
-    top_p: float | None = None
-    num_samples: int = 1
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        object.__setattr__(self, "stop", tuple(self.stop))
-        if not isinstance(self.length, int) or self.length < 1:
-            raise CharlmError(f"--length must be at least 1, got {self.length}")
-        if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise CharlmError(f"--temperature must be a positive number, got {self.temperature}; use --greedy for the most likely token")
-        if self.top_k is not None and self.top_k < 1:
-            raise CharlmError(f"--top-k must be at least 1, got {self.top_k}")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise CharlmError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.greedy and (self.temperature is not None or self.top_k is not None or self.top_p is not None):
-            raise CharlmError("--greedy takes the most likely token; it cannot be combined with --temperature, --top-k or --top-p")
-        if not isinstance(self.num_samples, int) or self.num_samples < 1:
-            raise CharlmError(f"--num-samples must be at least 1, got {self.num_samples}")
-        if any(not isinstance(s, str) or not s for s in self.stop):
-            raise CharlmError("--stop strings must be non-empty")
 
 
 @dataclass
@@ -131,37 +106,29 @@ def sampler_for(lm) -> Sampler:
 
 
 class Sampler:
-    """The one-step recurrent stack of a model, and the compiled priming and generation loops."""
+    """The one-step recurrent stack of a model, and the compiled priming and generation loops.
 
-    def __init__(self, lm):
-        import tensorflow as tf
+    The weights are read from the model once. By default they are NumPy arrays, which each
+    compiled loop embeds as constants: XLA then lays them out for the products at compile
+    time. With ``variables=True`` they are ``tf.Variable``s instead (:attr:`variables`), which
+    :meth:`refresh` re-reads from the model without recompiling (samples during training) and a
+    SavedModel stores as variables (:mod:`charlm.export`).
+    """
 
+    def __init__(self, lm, variables: bool = False):
         self.lm = lm
         self.tokenizer = lm.tokenizer
         self.cell = lm.config.cell
         self.vocab_size = lm.tokenizer.vocab_size
-        model = lm.model
-        embedding = _numpy(model.get_layer("embedding").embeddings)  # (V, E)
-        self.layers = []  # per layer: dict of float32 arrays in Keras' layout
-        for index in range(lm.config.layers):
-            cell = model.get_layer(f"{self.cell}_{index}").cell
-            w, u, b = (_numpy(v) for v in (cell.kernel, cell.recurrent_kernel, cell.bias))
-            b_in, b_rec = (b[0], b[1]) if self.cell == "gru" else (b, None)  # GRU bias: (2, 3H)
-            if index == 0:
-                # Token -> input projection (+ input bias), one row per token: (V, gates*H).
-                weights = {"table": embedding @ w + b_in}
-            else:
-                weights = {"w": w, "b": b_in}
-            weights["u"] = u
-            if b_rec is not None:
-                weights["b_rec"] = b_rec
-            # NumPy arrays, so that each compiled loop embeds the weights as constants: XLA
-            # then lays them out for the products at compile time (at 64 samples a quarter
-            # faster than passing them in as arguments).
-            self.layers.append({k: np.asarray(v, np.float32) for k, v in weights.items()})
-        dense = model.get_layer("logits")
-        self.dense_w = _numpy(dense.kernel)  # (H, V)
-        self.dense_b = _numpy(dense.bias)  # (V,)
+        # Per layer a dict of float32 arrays in Keras' layout, then the output layer's (H, V), (V,).
+        self.layers, self.dense_w, self.dense_b = _read_weights(lm)
+        self.variables = []
+        if variables:
+            self.layers = [{k: tf.Variable(v, trainable=False, name=k) for k, v in layer.items()}
+                           for layer in self.layers]
+            self.dense_w = tf.Variable(self.dense_w, trainable=False, name="dense_w")
+            self.dense_b = tf.Variable(self.dense_b, trainable=False, name="dense_b")
+            self.variables = _in_order(self.layers, self.dense_w, self.dense_b)
         # Added to the logits before choosing: -inf on padding/unknown, 0 elsewhere. (V,)
         mask = np.zeros(self.vocab_size, np.float32)
         mask[lm.tokenizer.special_ids] = -np.inf
@@ -169,57 +136,47 @@ class Sampler:
         self._prime_fn = tf.function(self._prime_loop, jit_compile=True)
         self._chunk_fns = {}
 
+    def refresh(self):
+        """Re-read the model's current weights into :attr:`variables` (``variables=True`` only)."""
+        for variable, value in zip(self.variables, _in_order(*_read_weights(self.lm))):
+            variable.assign(value)
+
     # ---- the arithmetic of one step -------------------------------------------------------
 
-    def step(self, tokens, states):
-        """Advance every layer one step. tokens (B,) int32; states: flat list of (B, H)
-        ([h, c] per LSTM layer, [h] otherwise). Returns (top hidden state (B, H), states)."""
-        import tensorflow as tf
+    def stepper(self):
+        """``step(tokens, states) -> (top hidden state (B, H), states)``: every layer one step,
+        with the kernels' cell arithmetic (:func:`charlm.nn.kernels.cell_step`). tokens (B,)
+        int32; states: flat list of (B, H) ([h, c] per LSTM layer, [h] otherwise). Make it
+        once per traced function, outside its loop: the cells prepare their weights when made."""
+        cells = [cell_step(self.cell, weights["u"], weights.get("b_rec")) for weights in self.layers]
+        k = self.lm.config.states_per_layer
 
-        new_states, x, k = [], None, 0
-        for index, weights in enumerate(self.layers):
-            if index == 0:
-                xw = tf.gather(weights["table"], tokens)  # (B, gates*H)
-            else:
-                xw = tf.matmul(x, weights["w"]) + weights["b"]
-            h = states[k]
-            if self.cell == "lstm":
-                c = states[k + 1]
-                zi, zf, zg, zo = tf.split(xw + tf.matmul(h, weights["u"]), 4, axis=1)
-                c = tf.sigmoid(zf) * c + tf.sigmoid(zi) * tf.tanh(zg)
-                h = tf.sigmoid(zo) * tf.tanh(c)
-                new_states += [h, c]
-                k += 2
-            elif self.cell == "gru":  # reset_after=True: r multiplies (h·U + b_rec) of the candidate
-                inner = tf.matmul(h, weights["u"]) + weights["b_rec"]  # (B, 3H)
-                xz, xr, xh = tf.split(xw, 3, axis=1)
-                iz, ir, ih = tf.split(inner, 3, axis=1)
-                z, r = tf.sigmoid(xz + iz), tf.sigmoid(xr + ir)
-                hh = tf.tanh(xh + r * ih)
-                h = z * h + (1.0 - z) * hh
-                new_states.append(h)
-                k += 1
-            else:
-                h = tf.tanh(xw + tf.matmul(h, weights["u"]))
-                new_states.append(h)
-                k += 1
-            x = h
-        return x, new_states
+        def step(tokens, states):
+            new_states, x = [], None
+            for index, (weights, cell) in enumerate(zip(self.layers, cells)):
+                if index == 0:
+                    xw = tf.gather(weights["table"], tokens)  # (B, gates*H)
+                else:
+                    xw = tf.matmul(x, weights["w"]) + weights["b"]
+                carry, outputs = cell([xw], tuple(states[index * k : (index + 1) * k]))
+                new_states.extend(carry)
+                x = outputs[-1]  # the new h
+            return x, new_states
+
+        return step
 
     def logits_of(self, hidden):
         """Logits (B, V) from the top layer's hidden state (B, H)."""
-        import tensorflow as tf
-
         return tf.matmul(hidden, self.dense_w) + self.dense_b
 
     # ---- priming ----------------------------------------------------------------------------
 
     def _prime_loop(self, tokens, n, states):
         """Consume tokens[0, :n] (tokens (1, PRIME_CHUNK) int32, padded) from ``states``."""
-        import tensorflow as tf
+        step = self.stepper()
 
         def body(t, hidden, *states):
-            hidden, states = self.step(tokens[:, t], list(states))
+            hidden, states = step(tokens[:, t], list(states))
             return (t + 1, hidden, *states)
 
         hidden = tf.zeros_like(states[0])
@@ -229,8 +186,6 @@ class Sampler:
     def prime(self, ids):
         """States (flat list of (1, H)) after the prompt ``ids`` (1-D int array, non-empty),
         and the logits (1, V) that predict the token after it."""
-        import tensorflow as tf
-
         states = self.lm.zero_states(1)
         for start in range(0, len(ids), PRIME_CHUNK):
             part = np.zeros((1, PRIME_CHUNK), np.int32)
@@ -246,20 +201,20 @@ class Sampler:
         states, logits)`` that draws n <= size tokens (the rest of ``tokens`` is zeros);
         ``noise`` comes from :func:`gumbel_noise`.
 
-        It is a concrete function for ``batch`` rows: called once per chunk, and a
-        ``tf.function``'s argument matching cost about 0.8 ms per call here (4% of a chunk).
+        It is a concrete function for ``batch`` rows, so that a call per chunk skips
+        ``tf.function``'s argument matching.
         """
-        import tensorflow as tf
-
         key = (config.greedy, config.temperature, config.top_k, config.top_p, size, batch)
         if key in self._chunk_fns:
             return self._chunk_fns[key]
         choose = self._chooser(config)
 
         def loop(states, logits, noise, n):
+            step = self.stepper()
+
             def body(t, tokens, logits, *states):
                 token = choose(logits, noise[t])  # (B,)
-                hidden, states = self.step(token, list(states))
+                hidden, states = step(token, list(states))
                 return (t + 1, tokens.write(t, token), self.logits_of(hidden), *states)
 
             tokens = tf.TensorArray(tf.int32, size=size, element_shape=logits.shape[:1])
@@ -280,8 +235,6 @@ class Sampler:
     def _chooser(self, config: SampleConfig):
         """``choose(logits (B, V), noise (B, V)) -> tokens (B,) int32`` for the configured
         sampler; ``noise`` is standard Gumbel noise (a draw from softmax(x) is argmax(x + noise))."""
-        import tensorflow as tf
-
         mask, vocab = self.mask, self.vocab_size
         temperature = config.temperature or 1.0
 
@@ -308,8 +261,6 @@ class Sampler:
 
     def run(self, prompt: str, config: SampleConfig, on_text=None, chunk: int = CHUNK) -> list[Sample]:
         """Generate ``config.num_samples`` samples continuing ``prompt``; see :func:`generate`."""
-        import tensorflow as tf
-
         if config.top_k is not None and config.top_k > self.vocab_size:
             raise CharlmError(f"--top-k must be at most the vocabulary size {self.vocab_size}, got {config.top_k}")
         if on_text is not None and config.num_samples != 1:
@@ -422,18 +373,13 @@ def gumbel_noise(shape, seed):
     (seed: (2,) int64), for all steps of a chunk at once.
 
     Drawn by TensorFlow's own kernels, outside the XLA loop, on purpose: XLA's CPU expansion of
-    the generator is very slow. A (256, 64, 65) draw (one chunk of 64 samples) took 509 ms
-    compiled against 7.7 ms here, 2 ms per generated step, more than the recurrent step itself.
+    the generator costs more per generated step than the recurrent step itself (BENCHMARKS.md).
     """
-    import tensorflow as tf
-
     return _gumbel_fn()(tf.constant(shape, tf.int32), seed)
 
 
 @functools.cache
 def _gumbel_fn():
-    import tensorflow as tf
-
     def draw(shape, seed):
         uniform = tf.random.stateless_uniform(shape, seed, minval=np.finfo(np.float32).tiny, maxval=1.0)
         return -tf.math.log(-tf.math.log(uniform))
@@ -441,6 +387,32 @@ def _gumbel_fn():
     # Not XLA (see gumbel_noise); concrete, so that a call skips tf.function's argument matching.
     shape, seed = tf.TensorSpec([3], tf.int32), tf.TensorSpec([2], tf.int64)
     return tf.function(draw).get_concrete_function(shape, seed)
+
+
+def _read_weights(lm):
+    """The model's weights as the sampler uses them: per recurrent layer a dict of float32
+    arrays (the first layer's embedding folded with its input projection into a (V, gates*H)
+    ``table``, the others' ``w`` and ``b``; ``u``; a GRU's recurrent bias ``b_rec``), and the
+    output layer's kernel (H, V) and bias (V,)."""
+    model, cell_name = lm.model, lm.config.cell
+    embedding = _numpy(model.get_layer("embedding").embeddings)  # (V, E)
+    layers = []
+    for index in range(lm.config.layers):
+        cell = model.get_layer(f"{cell_name}_{index}").cell
+        w, u, b = (_numpy(v) for v in (cell.kernel, cell.recurrent_kernel, cell.bias))
+        b_in, b_rec = (b[0], b[1]) if cell_name == "gru" else (b, None)  # GRU bias: (2, 3H)
+        weights = {"table": embedding @ w + b_in} if index == 0 else {"w": w, "b": b_in}
+        weights["u"] = u
+        if b_rec is not None:
+            weights["b_rec"] = b_rec
+        layers.append({k: np.asarray(v, np.float32) for k, v in weights.items()})
+    dense = model.get_layer("logits")
+    return layers, _numpy(dense.kernel), _numpy(dense.bias)
+
+
+def _in_order(layers, dense_w, dense_b) -> list:
+    """The sampler's weights as one list, in a fixed order."""
+    return [v for layer in layers for _, v in sorted(layer.items())] + [dense_w, dense_b]
 
 
 def _numpy(variable) -> np.ndarray:

@@ -55,7 +55,7 @@ def log(line):
 def calibrate(settings, folder) -> tuple[float, int]:
     """(seconds per training step in steady state, steps per epoch), from a short run."""
     import charlm
-    from charlm.training.run import Observer
+    from charlm.training.observers import Observer
 
     class Clock(Observer):
         def __init__(self):

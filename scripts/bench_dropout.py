@@ -34,7 +34,7 @@ def bench(config, args):
     from charlm.runtime import import_keras
     from charlm.config import ModelConfig, TrainConfig
     from charlm.nn.model import build_model
-    from charlm.training.steps import Trainer
+    from charlm.training.steps import CompiledSteps
 
     keras = import_keras()
     cell, layers, hidden, dropout = config.split(":")
@@ -47,7 +47,7 @@ def bench(config, args):
     for compiled in (False, True):
         keras.utils.set_random_seed(1)
         model = build_model(model_config, VOCAB)
-        trainers[compiled] = Trainer(model, train_config, model_config, jit_compile=compiled)
+        trainers[compiled] = CompiledSteps(model, model_config, train_config, jit_compile=compiled)
         states[compiled] = trainers[compiled].zero_states(args.batch)
 
     def stretch(compiled, steps):

@@ -127,11 +127,12 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     from charlm.config import ModelConfig, TrainConfig
-    from charlm.evaluate import StreamSettings, TokenScorer
+    from charlm.config import StreamSettings
+    from charlm.evaluate import TokenScorer
     from charlm.nn.lm import LanguageModel
     from charlm.nn.model import build_model
     from charlm.data.tokenizers import CharTokenizer
-    from charlm.training.steps import Trainer
+    from charlm.training.steps import CompiledSteps
 
     keras.utils.set_random_seed(0)
     model_config = ModelConfig(cell=cell, layers=layers, hidden=hidden, embedding=E)
@@ -154,7 +155,7 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
         eval_step.tokens = rows * window
         return eval_step
     data = _random_windows(batch, T, 4)
-    trainer = Trainer(model, TrainConfig(batch_size=batch, bptt=T, clipnorm=CLIP), model_config)
+    trainer = CompiledSteps(model, model_config, TrainConfig(batch_size=batch, bptt=T, clipnorm=CLIP))
     states = [trainer.zero_states(batch)]
 
     def step():

@@ -41,7 +41,7 @@ keras = import_keras()
 import tensorflow as tf  # noqa: E402
 
 from charlm import sample as sampling  # noqa: E402
-from charlm.config import ModelConfig  # noqa: E402
+from charlm.config import ModelConfig, SampleConfig  # noqa: E402
 from charlm.nn.lm import LanguageModel, load  # noqa: E402
 from charlm.nn.model import build_model  # noqa: E402
 from charlm.data.tokenizers import CharTokenizer  # noqa: E402
@@ -110,8 +110,8 @@ def main():
     sampler = sampling.sampler_for(lm)
     rng = np.random.default_rng(0)
     prompt = "".join(rng.choice(list(SYMBOLS), 10_000))
-    one = sampling.SampleConfig(length=args.length, seed=1)
-    many = sampling.SampleConfig(length=args.length, seed=1, num_samples=64)
+    one = SampleConfig(length=args.length, seed=1)
+    many = SampleConfig(length=args.length, seed=1, num_samples=64)
     jobs = {
         "single": lambda: sampler.run("The ", one, chunk=args.chunk),
         "baseline": baseline(lm, args.baseline_length),

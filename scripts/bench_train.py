@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_kernels  # noqa: E402  (the shared timing machinery: worker processes, ceiling)
 
 sys.path.insert(0, bench_kernels._REPO)
-from charlm.evaluate import StreamSettings  # noqa: E402  (numpy only, no TensorFlow)
+from charlm.config import StreamSettings  # noqa: E402  (no TensorFlow)
 
 CONFIGS = ["lstm:2:256:64", "gru:2:256:64", "rnn:2:256:64", "lstm:2:512:128", "lstm:2:256:32"]
 FLOP_FACTORS = {"lstm": (24, 48), "gru": (18, 36), "rnn": (6, 12)}

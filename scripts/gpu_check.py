@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 
 from charlm.config import ModelConfig, TrainConfig  # noqa: E402
 from charlm.nn.model import build_model  # noqa: E402
-from charlm.training.steps import Trainer  # noqa: E402
+from charlm.training.steps import CompiledSteps  # noqa: E402
 
 V, E, B, T = 65, 64, 64, 64
 
@@ -47,7 +47,7 @@ def one_step(device, initial, model_config, x, y):
     with tf.device(device):
         model = build_model(model_config, V)
         model.set_weights(initial)
-        trainer = Trainer(model, TrainConfig(batch_size=B, bptt=T), model_config, fast=device.startswith("/CPU"))
+        trainer = CompiledSteps(model, model_config, TrainConfig(batch_size=B, bptt=T), charlm_kernels=device.startswith("/CPU"))
         loss, norm, _ = trainer.train_step(x, y, trainer.zero_states(B))
         return float(loss), float(norm), model.get_weights()
 
@@ -55,7 +55,7 @@ def one_step(device, initial, model_config, x, y):
 def training_speed(hidden, seconds=10.0):
     model_config = ModelConfig(cell="lstm", layers=2, hidden=hidden, embedding=E)
     model = build_model(model_config, V)
-    trainer = Trainer(model, TrainConfig(batch_size=B, bptt=T), model_config)
+    trainer = CompiledSteps(model, model_config, TrainConfig(batch_size=B, bptt=T))
     x = tf.random.uniform((B, T), 0, V, tf.int32)
     states = trainer.zero_states(B)
     for _ in range(3):  # compile and warm up

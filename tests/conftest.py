@@ -55,7 +55,7 @@ def tiny_model_path(tiny_run) -> Path:
 @pytest.fixture(scope="session")
 def wide_lm(tiny_model_path):
     """An untrained one-layer LSTM of 128 units over the tiny model's vocabulary: wide enough
-    that evaluation compiles its forward pass with XLA (``charlm.nn.forward.compile_with_xla``)."""
+    that evaluation compiles its forward pass with XLA (``charlm.nn.forward.choose_kernels``)."""
     import charlm
     from charlm.config import ModelConfig
     from charlm.nn.lm import LanguageModel

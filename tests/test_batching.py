@@ -7,6 +7,7 @@ from charlm.config import TokenizerConfig, TrainConfig
 from charlm.data.prepare import prepare
 from charlm.errors import CharlmError
 from charlm.data.streams import StreamBatches
+from charlm.training.windows import windows
 from tests.conftest import BUNDLED_CORPUS
 
 
@@ -34,7 +35,7 @@ def test_streams_are_contiguous_on_the_bundled_corpus():
 def test_dataset_yields_the_same_windows_in_order():
     ids = np.arange(1000)
     batches = StreamBatches(ids, 4, 10)
-    for k, (x, y) in enumerate(batches.dataset(start=3)):
+    for k, (x, y) in enumerate(windows(batches, start=3)):
         ex, ey = batches.window(k + 3)
         assert (x.numpy() == ex).all() and (y.numpy() == ey).all()
     assert k + 4 == len(batches)

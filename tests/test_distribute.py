@@ -62,7 +62,7 @@ def test_jit_compiled_step_matches_the_plain_step(tiny_corpus):
     from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
     from charlm.data.prepare import prepare
     from charlm.nn.model import build_model
-    from charlm.training.steps import Trainer
+    from charlm.training.steps import CompiledSteps
 
     model_config = ModelConfig(cell="lstm", layers=2, hidden=16, embedding=8)
     train_config = TrainConfig(batch_size=4, bptt=16, clipnorm=0.5, val_fraction=0.1)
@@ -73,7 +73,7 @@ def test_jit_compiled_step_matches_the_plain_step(tiny_corpus):
     def run(jit):
         model = build_model(model_config, data.tokenizer.vocab_size)
         model.set_weights(initial)
-        trainer = Trainer(model, train_config, model_config, jit_compile=jit)
+        trainer = CompiledSteps(model, model_config, train_config, jit_compile=jit)
         states = trainer.zero_states(4)
         losses = []
         for x, y in trainer.windows(data.train, 0, 4):
@@ -98,7 +98,7 @@ def test_dropout_masks_drawn_outside_the_compiled_step_match_the_keras_layers(ti
     from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
     from charlm.data.prepare import prepare
     from charlm.nn.model import build_model
-    from charlm.training.steps import Trainer
+    from charlm.training.steps import CompiledSteps
 
     model_config = ModelConfig(cell="gru", layers=2, hidden=16, embedding=8, dropout=0.3)
     train_config = TrainConfig(batch_size=4, bptt=16, clipnorm=0.5, val_fraction=0.1)
@@ -107,7 +107,7 @@ def test_dropout_masks_drawn_outside_the_compiled_step_match_the_keras_layers(ti
     def run(fast, jit):
         keras.utils.set_random_seed(3)  # the same weights and dropout seeds in every run
         model = build_model(model_config, data.tokenizer.vocab_size)
-        trainer = Trainer(model, train_config, model_config, fast=fast, jit_compile=jit)
+        trainer = CompiledSteps(model, model_config, train_config, charlm_kernels=fast, jit_compile=jit)
         states = trainer.zero_states(4)
         losses = []
         for x, y in trainer.windows(data.train, 0, 4):
@@ -149,7 +149,7 @@ def test_forward_with_drawn_masks_equals_the_dropout_layers_own_draw(policy):
     try:
         keras.utils.set_random_seed(4)
         model = build_model(config, 11)
-        forward = make_forward(model, config, fast=True)
+        forward = make_forward(model, config, charlm_kernels=True)
         tokens = tf.constant(np.random.default_rng(0).integers(0, 11, (3, 5)), tf.int32)
         states = [tf.zeros((3, 16))] * 4
         generators = [layer.seed_generator.state for layer in model.layers if "dropout" in layer.name]
@@ -169,15 +169,15 @@ def test_validation_compiled_with_xla_matches_the_keras_model(tiny_corpus):
     from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
     from charlm.data.prepare import prepare
     from charlm.nn.model import build_model
-    from charlm.training.steps import Trainer
+    from charlm.training.steps import CompiledSteps
 
     model_config = ModelConfig(cell="gru", layers=1, hidden=128, embedding=8)
     train_config = TrainConfig(batch_size=4, bptt=16, val_fraction=0.05)
     data = prepare([tiny_corpus], TokenizerConfig(), train_config)
     model = build_model(model_config, data.tokenizer.vocab_size)
-    compiled = Trainer(model, train_config, model_config)
+    compiled = CompiledSteps(model, model_config, train_config)
     assert compiled._replica_eval_fn is not compiled._replica_eval  # the XLA-compiled path
-    keras_path = Trainer(model, train_config, model_config, fast=False)
+    keras_path = CompiledSteps(model, model_config, train_config, charlm_kernels=False)
     assert compiled.evaluate(data.validation) == pytest.approx(keras_path.evaluate(data.validation), rel=1e-5)
 
 
@@ -203,7 +203,7 @@ def test_several_steps_per_execution_equal_single_steps(tiny_corpus):
     from charlm.config import ModelConfig, TokenizerConfig, TrainConfig
     from charlm.data.prepare import prepare
     from charlm.nn.model import build_model
-    from charlm.training.steps import Trainer
+    from charlm.training.steps import CompiledSteps
 
     model_config = ModelConfig(cell="gru", layers=1, hidden=16, embedding=8)
     train_config = TrainConfig(batch_size=4, bptt=16, val_fraction=0.1)
@@ -214,7 +214,7 @@ def test_several_steps_per_execution_equal_single_steps(tiny_corpus):
     def trainer():
         model = build_model(model_config, data.tokenizer.vocab_size)
         model.set_weights(initial)
-        return Trainer(model, train_config, model_config)
+        return CompiledSteps(model, model_config, train_config)
 
     single = trainer()
     states, single_losses = single.zero_states(4), []

@@ -42,7 +42,8 @@ def run(*args):
 
 @pytest.mark.parametrize("model", ["lm", "wide_lm"])  # wide_lm: compiled with XLA
 def test_single_stream_matches_one_forward_pass(model, request):
-    from charlm.evaluate import StreamSettings, text_logprobs
+    from charlm.config import StreamSettings
+    from charlm.evaluate import text_logprobs
 
     lm = request.getfixturevalue(model)
 
@@ -52,7 +53,8 @@ def test_single_stream_matches_one_forward_pass(model, request):
 
 
 def test_parallel_streams_keep_every_token(lm):
-    from charlm.evaluate import StreamSettings, TokenScorer, plan_streams, start_ids, stream_logprobs
+    from charlm.config import StreamSettings
+    from charlm.evaluate import TokenScorer, plan_streams, start_ids, stream_logprobs
 
     scorer = TokenScorer(lm)
     ids, start = lm.tokenizer.encode(TEXT), start_ids(lm.tokenizer)
@@ -71,7 +73,8 @@ def test_parallel_streams_keep_every_token(lm):
 
 
 def test_evaluate_figures(lm):
-    from charlm.evaluate import StreamSettings, evaluate
+    from charlm.config import StreamSettings
+    from charlm.evaluate import evaluate
 
     text = TEXT[:400] + " été\n"  # non-ASCII: outside the tiny vocabulary, and 2 UTF-8 bytes each
     result = evaluate(lm, text, StreamSettings(streams=3, window=32, warmup=64))

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import charlm
 from charlm.cli import main
-from charlm.training.run import Observer
+from charlm.training.observers import Observer
 from tests.conftest import BUNDLED_CORPUS
 
 PROMPT = "the keys to the cabinet are on the table .\n"

@@ -24,7 +24,8 @@ import charlm
 from charlm.training.checkpoint import list_checkpoints, read_arrays, read_state
 from charlm.cli import main
 from charlm.errors import CharlmError
-from charlm.training.run import Observer, TrainingInterrupted
+from charlm.training.observers import Observer
+from charlm.training.run import TrainingInterrupted
 from tests.conftest import BUNDLED_CORPUS, TINY
 
 # 21 windows per epoch on the 6,000-character corpus; two epochs, a checkpoint every 5 steps.

@@ -243,7 +243,7 @@ def test_byte_model_streams_whole_characters(tmp_path):
      dict(length=0), dict(num_samples=0), dict(greedy=True, top_k=3), dict(stop=[""])],
 )
 def test_bad_settings(settings):
-    from charlm.sample import SampleConfig
+    from charlm.config import SampleConfig
 
     with pytest.raises(CharlmError):
         SampleConfig(**settings)

@@ -5,6 +5,7 @@ import pytest
 
 from charlm.data.streams import StreamBatches
 from charlm.data.tokenfile import token_dtype
+from charlm.training.windows import windows
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_streams_are_a_view_of_the_map_not_a_copy(mapped):
 def test_dataset_over_a_memmap_yields_the_windows_in_order(mapped):
     memmap, _ = mapped
     batches = StreamBatches(memmap, 4, 50)
-    for k, (x, y) in enumerate(batches.dataset(start=2)):
+    for k, (x, y) in enumerate(windows(batches, start=2)):
         ex, ey = batches.window(k + 2)
         assert np.array_equal(x.numpy(), ex) and np.array_equal(y.numpy(), ey)
     assert k + 3 == len(batches)

@@ -81,16 +81,16 @@ def test_samples_printed_and_logged(monitored_run):
 def test_samples_use_a_fixed_seed(monitored_run):
     """The same weights and seed give the same sample: only training changes them."""
     import charlm
-    from charlm.training.observers import _LiveSampler
-    from charlm.sample import SampleConfig
+    from charlm.config import SampleConfig
+    from charlm.sample import Sampler
 
     out, _ = monitored_run
     lm = charlm.load(out / "run" / "model.keras")  # the weights after step 20
     config = SampleConfig(length=30, seed=3)
     logged = (out / "run" / "samples.txt").read_text(encoding="utf-8").split("--- sample at step 20")[1]
-    live = _LiveSampler(lm)
-    assert "The " + live.generate("The ", config) == logged.split("---\n", 1)[1].rstrip("\n")
-    assert live.generate("The ", config) == live.generate("The ", config)
+    live = Sampler(lm, variables=True)
+    assert "The " + live.run("The ", config)[0].text == logged.split("---\n", 1)[1].rstrip("\n")
+    assert live.run("The ", config)[0].text == live.run("The ", config)[0].text
 
 
 @pytest.mark.slow

@@ -110,7 +110,8 @@ def test_gpu_models_insist_on_cudnn_and_their_files_load_anywhere(cell, tmp_path
 
 
 def test_learning_rate_schedules():
-    from charlm.config import TrainConfig, scheduled_lr
+    from charlm.config import TrainConfig
+    from charlm.training.schedule import scheduled_lr
 
     def rates(schedule):
         return [scheduled_lr(TrainConfig(lr=0.1, lr_schedule=schedule), step, 100) for step in range(100)]
@@ -124,7 +125,8 @@ def test_learning_rate_schedules():
 
 
 def test_a_late_decay_start_keeps_the_full_rate_first():
-    from charlm.config import TrainConfig, scheduled_lr
+    from charlm.config import TrainConfig
+    from charlm.training.schedule import scheduled_lr
 
     config = TrainConfig(lr=0.1, lr_schedule="linear", lr_decay_start=0.8)
     rates = [scheduled_lr(config, step, 100) for step in range(100)]

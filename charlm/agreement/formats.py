@@ -32,6 +32,7 @@ Formats (``--format auto`` picks by extension, then by the first line):
 
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -331,8 +332,6 @@ def _gold_number(features: str) -> str | None:
 def _read_tab(path: Path, gold: list) -> list | None:
     """(condition, n_attractors) per item from the long-form .tab (two rows an item,
     the ``correct`` row first), or None where it does not line up with the .gold."""
-    import csv
-
     try:
         with open(path, encoding="utf-8", newline="") as f:
             rows = [r for r in csv.DictReader(f, delimiter="\t") if r.get("class") == "correct"]
@@ -372,3 +371,14 @@ def _count_lines(path: Path) -> int:
 
 def _short(error) -> str:
     return getattr(error, "strerror", None) or str(error).splitlines()[0][:120]
+
+
+def describe_skips(skips) -> str:
+    """What was skipped, in one line: counts of items per reason, then unusable files."""
+    counts = {}
+    for skip in skips:
+        if skip.count:
+            counts[skip.reason] = counts.get(skip.reason, 0) + skip.count
+    parts = [f"{n} item{'s' * (n != 1)}: {reason}" for reason, n in counts.items()]
+    parts += [f"{skip.source}: {skip.reason}" for skip in skips if not skip.count]
+    return "; ".join(parts)

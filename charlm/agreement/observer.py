@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from charlm.training.run import Observer
+from charlm.agreement.formats import describe_skips, load
+from charlm.agreement.scoring import ItemScorer, run_agreement
+from charlm.errors import CharlmError
+from charlm.training.observers import Observer
 
 
 class AgreementObserver(Observer):
@@ -14,26 +17,17 @@ class AgreementObserver(Observer):
     """
 
     def __init__(self, paths, fmt: str = "auto", method: str = "sentence"):
-        from charlm.agreement.formats import load
-        from charlm.errors import CharlmError
-
         paths = [paths] if isinstance(paths, str) or hasattr(paths, "__fspath__") else list(paths)
         self.loaded = load(paths, fmt, method)
         if not self.loaded.items:
-            from charlm.agreement import describe_skips
-
             names = ", ".join(str(p) for p in paths)
             raise CharlmError(f"--agreement {names}: no usable agreement items ({describe_skips(self.loaded.skips)})")
         self.scorer = None
 
     def on_train_begin(self, run):
-        from charlm.agreement.scoring import ItemScorer
-
         self.scorer = ItemScorer(run.lm)
 
     def on_epoch_end(self, run, epoch: int, row: dict) -> dict:
-        from charlm.agreement import run_agreement
-
         summary = run_agreement(run.lm, loaded=self.loaded, scorer=self.scorer).summary
         low, high = summary["ci95"]
         conditions = summary["by_condition"]

@@ -3,11 +3,15 @@ intervals and the content-blind baselines beside each bar."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+import matplotlib
+
 from charlm.errors import CharlmError
+from charlm.fileio import atomic_path
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 GROUPINGS = {"condition": "by_condition", "attractors": "by_attractors", "file": "by_file"}
 _MARKERS = {"always_singular": ("v", "always singular"), "always_plural": ("^", "always plural"),
@@ -28,11 +32,6 @@ def choose_grouping(summary: dict, by: str = "auto") -> str:
 def plot_summary(summary: dict, path, by: str = "auto", title: str | None = None) -> Path:
     """Draw ``summary`` (from :func:`charlm.agreement.stats.summarize`) to the PNG
     ``path``, written atomically; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise CharlmError(f"--plot writes a PNG; give a file name ending in .png, not {path.name}")
@@ -64,17 +63,9 @@ def plot_summary(summary: dict, path, by: str = "auto", title: str | None = None
     axes.set_title(title or f"agreement accuracy by {by}")
     axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     figure.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a plot is an ordinary file
     try:
-        figure.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path, fsync=False) as tmp:
+            figure.savefig(tmp, dpi=110)
     finally:
         plt.close(figure)
     return path

@@ -18,11 +18,14 @@ The form with the higher log-probability wins; a tie counts as wrong.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from charlm.agreement.formats import Item, Skip
+from charlm.agreement.formats import Item, Skip, describe_skips, load
+from charlm.agreement.stats import summarize
+from charlm.errors import CharlmError
 from charlm.evaluate import START_CONTEXT, TokenScorer, start_ids
 
 MAX_ROWS = 256  # sequences per forward pass, at most
@@ -51,8 +54,7 @@ class ItemScorer:
         self.context = start_ids(lm.tokenizer, context)
         self.end = start_ids(lm.tokenizer, "\n")
         # Not compiled with XLA: every batch of a suite has its own length, and each new shape
-        # would compile anew (about a second). With lengths rounded up to a multiple of 32 to
-        # bound the compiles, the bundled suite took 8.5 s instead of 6.8 s (a 2x256 LSTM).
+        # would compile anew, which costs more than it saves even with rounded lengths.
         self.scorer = TokenScorer(lm, jit_compile=False)
 
     def score(self, items) -> tuple[list, list]:
@@ -153,3 +155,35 @@ def _differing(a: list, b: list) -> tuple[list, list]:
     start = next((k for k in range(n) if a[k] != b[k]), n)
     end = next((k for k in range(n - start) if a[len(a) - 1 - k] != b[len(b) - 1 - k]), n - start)
     return a[start : len(a) - end], b[start : len(b) - end]
+
+
+@dataclass
+class AgreementResult:
+    """``summary``: the JSON-ready figures (see :func:`charlm.agreement.stats.summarize`);
+    ``scored``: a :class:`~charlm.agreement.scoring.Scored` per item; ``skips``: what was not scored."""
+
+    summary: dict
+    scored: list
+    skips: list
+
+
+def run_agreement(lm, paths=(), fmt: str = "auto", method: str = "sentence", scorer=None,
+                  loaded=None) -> AgreementResult:
+    """Load the agreement data in ``paths``, score it with ``lm`` (a
+    :class:`charlm.nn.lm.LanguageModel`) and summarize.
+
+    ``scorer`` (an :class:`~charlm.agreement.scoring.ItemScorer`) and ``loaded``
+    (a :func:`~charlm.agreement.formats.load` result) may be passed in to reuse
+    them, as the per-epoch observer does. Raises :class:`CharlmError` when not a
+    single item could be scored, naming what was skipped and why.
+    """
+    started = time.perf_counter()
+    loaded = loaded or load(paths, fmt, method)
+    scorer = scorer or ItemScorer(lm)
+    scored, skips = scorer.score(loaded.items)
+    skips = [*loaded.skips, *skips]
+    summary = summarize([(s.item, s.ok) for s in scored], skips)
+    if summary["n"] == 0:
+        raise CharlmError(f"no agreement item could be scored: {describe_skips(skips) or 'no items found'}")
+    summary.update(files=loaded.files, method=method, seconds=time.perf_counter() - started)
+    return AgreementResult(summary, scored, skips)

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from charlm.evaluate import StreamSettings
+from charlm.config import StreamSettings
 
 _S = StreamSettings()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -19,10 +21,8 @@ def command(model, saved_model, force, max_length):
     'generated' (the continuations) and 'text' (prompt + continuation).
     Loading it needs only TensorFlow: tf.saved_model.load(DIR), or TF Serving."""
     from charlm.export import check_target, export_saved_model
-    from pathlib import Path
-
-    check_target(Path(saved_model), force)  # before the slow part: loading TensorFlow and the model
     from charlm.nn.lm import load
 
+    check_target(Path(saved_model), force)  # before the slow part: loading the model
     path = export_saved_model(load(model), saved_model, force=force, max_length=max_length)
     click.echo(f"SavedModel written to {path} (signature 'serving_default')")

@@ -35,8 +35,9 @@ def command(model, prompt, prompt_file, as_json, num_samples, **settings):
     read as its unknown symbol (--json says how many there were).
     """
     prompt = _read_prompt(prompt, prompt_file)
+    from charlm.config import SampleConfig
     from charlm.nn.lm import load
-    from charlm.sample import SampleConfig, sampler_for
+    from charlm.sample import sampler_for
 
     config = SampleConfig(num_samples=num_samples, **settings)  # checks the flags before loading
     sampler = sampler_for(load(model))

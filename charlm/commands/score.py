@@ -27,8 +27,9 @@ def command(model, file, text, streams, window, warmup, encoding_errors, as_json
     break, like `charlm eval`, so the first token's surprisal is that of a
     line-initial token (empty where the vocabulary has no line break).
     """
+    from charlm.config import StreamSettings
     from charlm.data.corpus import read_corpus
-    from charlm.evaluate import StreamSettings, text_logprobs, token_label
+    from charlm.evaluate import text_logprobs, token_label
     from charlm.nn.lm import load
 
     if (file is None) == (text is None):

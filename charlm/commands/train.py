@@ -6,9 +6,17 @@ import json
 
 import click
 
-from charlm.training.checkpoint import CheckpointConfig
-from charlm.config import CELLS, CLIP_MODES, LR_SCHEDULES, OPTIMIZERS, ModelConfig, TrainConfig
-from charlm.training.distribute import DEVICES, STRATEGIES
+from charlm.config import (
+    CELLS,
+    CLIP_MODES,
+    DEVICES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    STRATEGIES,
+    CheckpointConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from charlm.data.tokenizers import KINDS
 
 _M, _T = ModelConfig(), TrainConfig()
@@ -117,22 +125,17 @@ def command(corpus, out, as_json, quiet, clipnorm, tensorboard, sample_every, sa
     reset at the start of each epoch and for validation. The best model by
     validation loss is saved as OUT/model.keras, with its tokenizer inside.
     """
-    from charlm.training.run import train
+    from charlm.agreement.observer import AgreementObserver
+    from charlm.training.run import TrainingInterrupted, train
 
     settings["clipnorm"] = clipnorm if clipnorm else None
     log = (lambda line: None) if quiet else None
-    from charlm.training.observers import monitoring_observers
-
-    observers = monitoring_observers(tensorboard, sample_every, sample_length, sample_prompt, settings["seed"])
+    observers = _monitoring(tensorboard, sample_every, sample_length, sample_prompt, settings["seed"])
     if agreement:
-        from charlm.agreement.observer import AgreementObserver
-
-        observers = [*observers, AgreementObserver(agreement)]
+        observers.append(AgreementObserver(agreement))
     if resume or init_from:  # settings come from the run or the model; pass only the flags given
         source = click.get_current_context().get_parameter_source
         settings = {k: v for k, v in settings.items() if source(k) != click.core.ParameterSource.DEFAULT}
-    from charlm.training.run import TrainingInterrupted
-
     try:
         summary = train(list(corpus) or None, out, resume=resume, init_from=init_from, extend_vocab=extend_vocab,
                         progress=not quiet, log=log, observers=observers, **settings)
@@ -146,3 +149,20 @@ def command(corpus, out, as_json, quiet, clipnorm, tensorboard, sample_every, sa
             f"model saved to {summary['model_path']} (best val loss {summary['best_val_loss']:.4f} nats/token, "
             f"{summary['best_val_bits_per_char']:.4f} bits/char)"
         )
+
+
+def _monitoring(tensorboard, sample_every, sample_length, sample_prompt, seed) -> list:
+    """The observers the monitoring flags ask for: always the step log; TensorBoard given a
+    directory; samples every ``sample_every`` steps (printed), or, with TensorBoard but no
+    ``sample_every``, one per epoch for TensorBoard only."""
+    from charlm.training.observers import SampleObserver, StepLogObserver
+    from charlm.training.tensorboard import TensorBoardObserver
+
+    observers = [StepLogObserver()]
+    board = TensorBoardObserver(tensorboard) if tensorboard else None
+    if board is not None:
+        observers.append(board)
+    if sample_every or board is not None:
+        observers.append(SampleObserver(sample_every, sample_length, sample_prompt, seed,
+                                        echo=bool(sample_every), tensorboard=board))
+    return observers

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,34 +126,6 @@ def split_text(text: str, val_fraction: float, on_whitespace: bool = False) -> t
         while cut < len(text) and not text[cut].isspace():
             cut += 1
     return text[:cut], text[cut:]
-
-
-def check_writable_dir(path) -> Path:
-    """Create ``path`` if needed and make sure files can be written in it."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CharlmError(f"cannot create output directory {path}: {error.strerror or error}") from None
-    if not path.is_dir() or not os.access(path, os.W_OK):
-        raise CharlmError(f"output directory {path} is not writable")
-    return path
-
-
-def check_creatable_dir(path) -> Path:
-    """Fail early, without creating anything, if ``path`` could not be made a writable
-    directory: its nearest existing ancestor must be a writable directory."""
-    path = Path(path)
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if existing == path and path.is_dir():
-        return check_writable_dir(path)
-    if not existing.is_dir():
-        raise CharlmError(f"cannot create output directory {path}: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK):
-        raise CharlmError(f"cannot create output directory {path}: {existing} is not writable")
-    return path
 
 
 def _looks_binary(path: Path) -> bool:

@@ -20,7 +20,8 @@ windows. The rows are independent, so the model can't learn dependencies
 between, say, "f" and "g" -- the price of batching. Nothing is shuffled.
 
 Only whole windows are used (static shapes, as XLA and TPUs want), so up to
-T tokens at the end of each stream are never predicted.
+T tokens at the end of each stream are never predicted. :mod:`charlm.training.windows`
+feeds the windows to the training steps.
 """
 
 from __future__ import annotations
@@ -67,36 +68,3 @@ class StreamBatches:
     def __iter__(self):
         for k in range(self.num_windows):
             yield self.window(k)
-
-    def dataset(self, start: int = 0, stop: int | None = None):
-        """A ``tf.data.Dataset`` of windows ``start, start+1, ..., stop-1`` in order, prefetched.
-
-        ``start`` lets a resumed run continue in the middle of an epoch; ``stop``
-        (default: the last window) ends a stretch early.
-        """
-        import tensorflow as tf
-
-        shape = (self.batch_size, self.bptt)
-
-        def load(k):
-            x, y = tf.numpy_function(self.window, [k], (tf.int32, tf.int32), stateful=False)
-            return tf.ensure_shape(x, shape), tf.ensure_shape(y, shape)
-
-        windows = tf.data.Dataset.range(start, self.num_windows if stop is None else stop)
-        return windows.map(load).prefetch(PREFETCH).with_options(pipeline_options())
-
-
-# Windows read ahead of the training step: one slice each, so a couple suffice.
-PREFETCH = 2
-
-
-def pipeline_options():
-    """tf.data options for the window pipelines: autotuning off. The pipeline is one
-    slice per window and gains nothing from it, and with it on, dropping an iterator
-    before its end (a stretch cut short, a stopped run, every epoch's end with
-    ``islice``) stalled the program for 10-50 s in about half the trials here."""
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return options

@@ -10,28 +10,31 @@ Offline rule: charlm never starts a download. A dataset that is not prepared in
 the data directory is prepared only from files already on disk (``--tfds-manual-dir``,
 checked against the dataset's registered file names first); otherwise it is a
 one-line error saying how to prepare it. ``tensorflow_datasets`` is imported
-here only, lazily: it takes seconds.
+here only, when a TFDS corpus is opened: it takes seconds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from charlm.data import corpus
 from charlm.data.corpus import warn
 from charlm.errors import CharlmError
+from charlm.runtime import import_keras
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_CORPORA = PROJECT_ROOT / "corpora"
 
 
 def import_tfds():
-    """``tensorflow_datasets``, with TensorFlow's and absl's start-up chatter off."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """``tensorflow_datasets``, with absl's chatter off. Imported here, when a ``tfds:`` corpus
+    is opened, rather than at the top: it takes seconds, and most corpora are files."""
+    import_keras()  # TensorFlow, which it loads, starts with charlm's settings
     try:
         import absl.logging
 
@@ -86,11 +89,10 @@ class TfdsSource:
         self.identity = {"source": "tfds", "dataset": full, "splits": list(self.splits), "key": self.key}
 
     def _check_key(self, features):
-        import tensorflow as tf
-
+        # A string tensor's NumPy dtype is object.
         text = [k for k, f in features.items()
                 if isinstance(f, self.tfds.features.Text)
-                or (getattr(f, "dtype", None) == tf.string and getattr(f, "shape", None) == ())]
+                or (getattr(f, "np_dtype", None) == np.object_ and getattr(f, "shape", None) == ())]
         if self.key not in features:
             raise CharlmError(f"TFDS dataset {self.name} has no feature {self.key!r}; its text features: "
                               f"{', '.join(text) or 'none'}; choose one with --tfds-key")

@@ -25,7 +25,7 @@ validates.
 Documents: between two documents (files, TFDS examples) one ``<doc>`` token is
 written. The vocabulary holds ``<doc>`` only when a region has more than one
 document (char: id 2 after ``<pad>``, ``<unk>``; word: id 3 after ``<eol>``; byte:
-id 257), so a single file tokenizes exactly as before. A ``<doc>`` at the cut
+id 257), so a single file tokenizes as it would without documents. A ``<doc>`` at the cut
 belongs to the region where the next document starts. A given tokenizer without
 ``<doc>`` gets the encoding of a newline between documents instead.
 
@@ -33,17 +33,15 @@ Text is read in pieces that end just after the last newline (or else space) of a
 chunk, the rest carried into the next chunk: no UTF-8 sequence, word or
 normalization unit is split, so the pieces tokenize exactly like the whole text.
 Pure-ASCII pieces stay bytes: char tokenization with at most 256 symbols is then
-one ``bytes.translate`` call (about 1 GB/s); other pieces go through a numpy table
-indexed by code point (about 100 MB/s); the word tokenizer runs in Python (about
-2-4 MB/s).
+one ``bytes.translate`` call; other pieces go through a numpy table indexed by code
+point; the word tokenizer runs in Python (speeds in BENCHMARKS.md).
 
 The cache: ``<key>.tokens`` and ``<key>.json`` in the cache directory. The key is
 the sha256 of the document bytes and sizes, the tokenizer settings (or the given
 tokenizer's vocabulary), the validation fraction and the source, so a changed
 corpus never meets a stale file. The JSON header (written last, atomically) has
 the dtype, the length and a CRC-32 of the token bytes; every load checks the
-file size and the CRC (a sequential read, about 0.7 GB/s, small next to
-tokenizing), and a file that fails either is reported and rebuilt, never used.
+file size and the CRC (a sequential read, small next to tokenizing), and a file that fails either is reported and rebuilt, never used.
 """
 
 from __future__ import annotations
@@ -61,10 +59,20 @@ from pathlib import Path
 
 import numpy as np
 
-from charlm.errors import CharlmError
+from charlm.config import to_dict
 from charlm.data.tokenizers import (
-    DOC, EOL, PAD, UNK, ByteTokenizer, CharTokenizer, Tokenizer, WordTokenizer, _normalize, tokenizer_from_config,
+    DOC,
+    EOL,
+    ByteTokenizer,
+    CharTokenizer,
+    Tokenizer,
+    WordTokenizer,
+    codepoints_of,
+    normalize,
+    tokenizer_from_config,
 )
+from charlm.errors import CharlmError
+from charlm.fileio import atomic_path, write_text
 
 FORMAT = 1
 _SPACE = re.compile(r"\s")  # the same characters as str.isspace()
@@ -136,7 +144,7 @@ def build_token_file(source, tokenizer_config, val_fraction: float, cache_dir=No
     multi_doc = max(scan["documents"]) > 1  # a <doc> token will occur
     if first_seen is not None:
         symbols = first_seen.symbols(before=scan["chars"][0] if cut is None else cut)
-        tokenizer = CharTokenizer([PAD, UNK] + ([DOC] if multi_doc else []) + symbols)
+        tokenizer = CharTokenizer.from_symbols(symbols, documents=multi_doc)
     elif tokenizer is None:
         tokenizer = _build_vocabulary(layout, tokenizer_config, multi_doc)
     directory = cache_dir if cache_dir is not None else Path(tempfile.mkdtemp(prefix="charlm-tokens-"))
@@ -271,9 +279,9 @@ class _FirstSeen:
             for byte in np.flatnonzero(np.bincount(np.frombuffer(rest, dtype=np.uint8))).tolist():
                 self.first[byte] = pos + piece.index(byte)
         else:
-            new = set(_codepoints(rest.decode("utf-8", "surrogatepass")).tolist()) - self.first.keys()
+            new = set(codepoints_of(rest.decode("utf-8", "surrogatepass")).tolist()) - self.first.keys()
             if new:
-                codepoints = _codepoints(piece)
+                codepoints = codepoints_of(piece)
                 for code in new:
                     self.first[code] = pos + int(np.argmax(codepoints == code))
         self.ascii = bytes(sorted(c for c in self.first if c < 128))
@@ -335,32 +343,22 @@ class _Layout:
 def _build_vocabulary(layout: _Layout, config, multi_doc: bool) -> Tokenizer:
     """Pass 1: the tokenizer of the training region (region 0)."""
     if config.kind == "byte":
-        return ByteTokenizer(ByteTokenizer().vocabulary + ([DOC] if multi_doc else []))
-    specials = [PAD, UNK] + ([EOL] if config.kind == "word" else []) + ([DOC] if multi_doc else [])
+        return ByteTokenizer.build(documents=multi_doc)
     if config.kind == "char":  # with normalization: the characters of the normalized text
         seen = _FirstSeen()
         for region, piece in layout:
             if region:
                 break
             if piece is not None:  # (normalization leaves ASCII as it is)
-                seen.update(piece if isinstance(piece, bytes) else _normalize(piece, config.normalization), 0)
-        return CharTokenizer(specials + seen.symbols(), config.normalization)
+                seen.update(piece if isinstance(piece, bytes) else normalize(piece, config.normalization), 0)
+        return CharTokenizer.from_symbols(seen.symbols(), config.normalization, documents=multi_doc)
     counts = collections.Counter()
     for region, piece in layout:
         if region:
             break
         if piece is not None:
             counts.update(_str(piece).split())
-    for special in (PAD, UNK, EOL, DOC):
-        counts.pop(special, None)
-    words = sorted(counts, key=lambda w: (-counts[w], w))
-    if config.max_vocab is not None:
-        words = words[: max(0, config.max_vocab - len(specials))]
-    return WordTokenizer(specials + words)
-
-
-def _codepoints(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    return WordTokenizer.from_counts(counts, config.max_vocab, documents=multi_doc)
 
 
 # ----------------------------------------------------------------------------- encoding
@@ -391,8 +389,8 @@ class _Encoder:
                 if self.ascii is not None:
                     return piece.translate(self.ascii)
                 return np.take(self.table, np.frombuffer(piece, dtype=np.uint8), mode="clip")
-            piece = _normalize(piece, self.tokenizer.normalization)
-            return np.take(self.table, _codepoints(piece), mode="clip")
+            piece = normalize(piece, self.tokenizer.normalization)
+            return np.take(self.table, codepoints_of(piece), mode="clip")
         if self.kind == "byte":
             data = piece if ascii_piece else piece.encode("utf-8", "surrogateescape")
             return np.frombuffer(data, dtype=np.uint8).astype(self.dtype) + 1
@@ -417,11 +415,9 @@ def _write(layout: _Layout, tokenizer: Tokenizer, directory: Path, key: str) -> 
     dtype = token_dtype(tokenizer.vocab_size)
     encode = _Encoder(tokenizer, dtype)
     doc = _doc_ids(tokenizer, encode)
-    path = directory / f"{key}.tokens"
-    tmp = directory / f".{key}.tokens.{os.getpid()}.tmp"
     crc, length, train_tokens, chars = 0, 0, None, [0, 0]
     try:
-        with open(tmp, "wb") as f:
+        with atomic_path(directory / f"{key}.tokens", fsync=False) as tmp, open(tmp, "wb") as f:
             for region, piece in layout:
                 if region and train_tokens is None:
                     train_tokens = length
@@ -431,9 +427,7 @@ def _write(layout: _Layout, tokenizer: Tokenizer, directory: Path, key: str) -> 
                 f.write(data)
                 crc = zlib.crc32(data, crc)
                 length += len(data) // dtype.itemsize
-        os.replace(tmp, path)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         raise CharlmError(f"cannot write the token file in {directory}: {error.strerror or error}; "
                           "pass --cache-dir with a writable directory that has space") from None
     header = {
@@ -447,12 +441,9 @@ def _write(layout: _Layout, tokenizer: Tokenizer, directory: Path, key: str) -> 
 
 
 def _write_json(path: Path, value: dict):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(value) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, json.dumps(value) + "\n", fsync=False)
     except OSError as error:
-        tmp.unlink(missing_ok=True)
         raise CharlmError(f"cannot write {path}: {error.strerror or error}") from None
 
 
@@ -460,8 +451,6 @@ def _write_json(path: Path, value: dict):
 
 
 def _cache_key(source, scan, tokenizer_config, val_fraction, tokenizer) -> str:
-    from charlm.config import to_dict
-
     settings = {
         "format": FORMAT, "fingerprint": scan["fingerprint"], "layout": scan["layout"],
         "source": source.identity, "tokenizer": to_dict(tokenizer_config),

@@ -98,20 +98,24 @@ class CharTokenizer(Tokenizer):
         # Sorted code points of the ordinary symbols and their ids, for a
         # vectorised lookup with np.searchsorted (no Python loop per character).
         # DOC (between documents of a multi-file corpus, see charlm.data.tokenfile) is no code point.
-        symbols = [(ord(s), i) for i, s in enumerate(self.vocabulary) if s not in self.specials and s != DOC]
-        symbols.sort()
+        symbols = sorted((ord(s), i) for i, s in enumerate(self.vocabulary) if s not in self.specials and s != DOC)
         self._codepoints = np.array([c for c, _ in symbols], dtype=np.uint32)
         self._ids = np.array([i for _, i in symbols], dtype=np.int32)
 
     @classmethod
+    def from_symbols(cls, symbols, normalization=None, documents: bool = False) -> CharTokenizer:
+        """The vocabulary of the characters ``symbols``, in code point order, after the special
+        symbols (``<doc>`` too for a corpus of several ``documents``)."""
+        return cls([PAD, UNK, *([DOC] if documents else []), *sorted(symbols)], normalization)
+
+    @classmethod
     def build(cls, text: str, normalization=None) -> CharTokenizer:
-        """The vocabulary of ``text``: its distinct code points in code point order."""
-        text = _normalize(text, normalization)
-        return cls([PAD, UNK, *sorted(set(text))], normalization)
+        """The vocabulary of ``text``: its distinct (normalized) characters."""
+        return cls.from_symbols(set(normalize(text, normalization)), normalization)
 
     def encode(self, text: str) -> np.ndarray:
-        text = _normalize(text, self.normalization)
-        codepoints = _codepoints(text)
+        text = normalize(text, self.normalization)
+        codepoints = codepoints_of(text)
         if not len(self._codepoints):
             return np.full(len(codepoints), self.unk_id, dtype=np.int32)
         position = np.searchsorted(self._codepoints, codepoints)
@@ -137,8 +141,9 @@ class ByteTokenizer(Tokenizer):
         super().__init__(vocabulary or [PAD, *(f"<0x{b:02X}>" for b in range(256))])
 
     @classmethod
-    def build(cls, text: str = "") -> ByteTokenizer:
-        return cls()
+    def build(cls, text: str = "", documents: bool = False) -> ByteTokenizer:
+        """The 256 bytes (and ``<doc>`` after them, for a corpus of several ``documents``)."""
+        return cls([PAD, *(f"<0x{b:02X}>" for b in range(256)), *([DOC] if documents else [])])
 
     def encode(self, text: str) -> np.ndarray:
         try:
@@ -170,15 +175,20 @@ class WordTokenizer(Tokenizer):
     specials = (PAD, UNK, EOL)
 
     @classmethod
-    def build(cls, text: str, max_vocab: int | None = None) -> WordTokenizer:
-        """The ``max_vocab`` most frequent words of ``text`` (ties in alphabetical order)."""
-        counts = collections.Counter(text.split())
-        for special in cls.specials:
-            counts.pop(special, None)
-        words = sorted(counts, key=lambda w: (-counts[w], w))
+    def from_counts(cls, counts, max_vocab: int | None = None, documents: bool = False) -> WordTokenizer:
+        """The special symbols (``<doc>`` too for a corpus of several ``documents``), then the
+        most frequent words of ``counts`` (word -> count; ties in alphabetical order), at most
+        ``max_vocab`` symbols in all."""
+        specials = [*cls.specials, *([DOC] if documents else [])]
+        words = sorted((w for w in counts if w not in (*cls.specials, DOC)), key=lambda w: (-counts[w], w))
         if max_vocab is not None:
-            words = words[: max(0, max_vocab - len(cls.specials))]
-        return cls([*cls.specials, *words])
+            words = words[: max(0, max_vocab - len(specials))]
+        return cls([*specials, *words])
+
+    @classmethod
+    def build(cls, text: str, max_vocab: int | None = None) -> WordTokenizer:
+        """The ``max_vocab`` most frequent words of ``text``."""
+        return cls.from_counts(collections.Counter(text.split()), max_vocab)
 
     def split(self, text: str) -> list[str]:
         """The token strings of ``text``, ``<eol>`` for each newline."""
@@ -232,12 +242,13 @@ def tokenizer_from_config(config: dict) -> Tokenizer:
     raise CharlmError(f"unknown tokenizer kind {kind!r} in the model file")
 
 
-def _normalize(text: str, normalization) -> str:
+def normalize(text: str, normalization) -> str:
+    """``text`` in the Unicode normal form ``normalization`` (None: as it is)."""
     return unicodedata.normalize(normalization, text) if normalization else text
 
 
-def _codepoints(text: str) -> np.ndarray:
-    # UTF-32 keeps lone surrogates representable through "surrogatepass".
+def codepoints_of(text: str) -> np.ndarray:
+    """The code points of ``text`` as uint32, lone surrogates included."""
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 

@@ -3,45 +3,29 @@
 :func:`make_forward` returns a function equivalent to calling the Keras model
 (``[tokens, *states] -> [logits, *states]``) that reads the same variables, so
 training updates the ordinary Keras model that is saved as ``model.keras``. With
-``fast=True`` each recurrent layer runs through :func:`charlm.nn.kernels.rnn_sequence`
+``charlm_kernels=True`` each recurrent layer runs through :func:`charlm.nn.kernels.rnn_sequence`
 (input projection and weight gradients as single large matrix products outside
 the time loop; without dropout the first layer's projection is folded with the
-embedding into one table lookup); with ``fast=False`` it simply calls the model.
-On a GPU the Keras layers' own cuDNN path is faster than either, so the trainer
-keeps them there.
+embedding into one table lookup); otherwise it simply calls the model, which on a GPU
+takes the Keras layers' cuDNN path (:func:`charlm.runtime.choose_kernels` decides).
 With ``differentiable=False`` (evaluation) the layers run through
 :func:`charlm.nn.kernels.rnn_inference`, which keeps nothing for a backward pass.
 
-With dropout, the fast forward pass can take its masks from :func:`dropout_masks`, drawn by the
-model's own Dropout layers (their seed generators, so a checkpoint resumes them) but outside the
-function that applies them: the trainer compiles that function with XLA, whose CPU expansion of
-the stateless random generator is slow.
+With dropout, the forward pass on charlm's kernels can take its masks from :func:`dropout_masks`,
+drawn by the model's own Dropout layers (their seed generators, so a checkpoint resumes them) but
+outside the function that applies them: the training step compiles that function with XLA, whose
+CPU expansion of the stateless random generator is slow.
 """
 
 from __future__ import annotations
 
-from charlm.runtime import import_keras
 from charlm.config import ModelConfig
+from charlm.nn.kernels import rnn_inference, rnn_sequence
 from charlm.nn.model import recurrent_layers
+from charlm.runtime import import_keras
 
-keras = import_keras()
-import tensorflow as tf  # noqa: E402
-
-from charlm.nn.kernels import rnn_inference, rnn_sequence  # noqa: E402
-
-
-# XLA fuses each step's gate arithmetic and removes the per-op cost of the time loop: evaluation
-# ran 1.4-1.5x faster with it at 2x256 (LSTM, SimpleRNN) and 2x512 on a 2-core CPU, training
-# about 1.4x for each cell at 2x256. It compiles once per batch shape (seconds), which small
-# models do not win back.
-JIT_MIN_HIDDEN = 128
-
-
-def compile_with_xla(config: ModelConfig, fast: bool) -> bool:
-    """Whether a pass of this model (forward only, or the trainer's whole step) should be
-    compiled with XLA: on charlm's kernels (``fast``; XLA cannot compile Keras' cuDNN layers)
-    and for models of at least :data:`JIT_MIN_HIDDEN` units."""
-    return fast and config.hidden >= JIT_MIN_HIDDEN
+import_keras()
+import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
 
 def _dropout_layers(model, config: ModelConfig):
@@ -67,19 +51,19 @@ def dropout_masks(model, config: ModelConfig, tokens):
     )
 
 
-def make_forward(model, config: ModelConfig, fast: bool = True, differentiable: bool = True):
+def make_forward(model, config: ModelConfig, charlm_kernels: bool = True, differentiable: bool = True):
     """A function ``forward(tokens, states, training, masks=None) -> (logits, new_states)``.
 
     tokens: (B, T) int32; states: a sequence of (B, H) tensors in the model's
     input order; logits: (B, T, V) float32. ``differentiable=False`` gives a
-    faster forward pass that cannot be differentiated (with ``fast`` only).
+    faster forward pass that cannot be differentiated (on charlm's kernels only).
     masks: for a model with dropout in training, :func:`dropout_masks` of the
-    window (``fast`` only); without them the Dropout layers draw their own.
+    window (charlm's kernels only); without them the Dropout layers draw their own.
     """
-    if not fast:
+    if not charlm_kernels:
         def keras_forward(tokens, states, training, masks=None):
             if masks is not None:
-                raise ValueError("dropout masks are applied by the fast forward pass only")
+                raise ValueError("dropout masks are applied by the forward pass on charlm's kernels only")
             logits, *new_states = model([tokens, *states], training=training)
             return logits, list(new_states)
 
@@ -98,7 +82,7 @@ def make_forward(model, config: ModelConfig, fast: bool = True, differentiable: 
             return tf.cast(x, masks[i].dtype) * masks[i]
         return dropouts[i](x, training=training)
 
-    def fast_forward(tokens, states, training, masks=None):
+    def kernels_forward(tokens, states, training, masks=None):
         # The first layer looks the tokens up itself, folded into its input projection
         # (rnn_sequence's ``embedding``), unless dropout must see the embedded tokens first.
         x, first_embedding = tokens, embedding.embeddings
@@ -119,4 +103,4 @@ def make_forward(model, config: ModelConfig, fast: bool = True, differentiable: 
             x = drop(len(layers), x, training, masks)
         return dense(x), new_states  # (B, T, V)
 
-    return fast_forward
+    return kernels_forward

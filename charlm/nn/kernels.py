@@ -18,7 +18,9 @@ the embedded inputs; the lookup and the projection are then one lookup in the (V
 
 Inside the loops every tensor is time major, (T, B, ·), so that step t is a contiguous slice.
 :func:`rnn_inference` is the forward pass alone, for evaluation: the same step functions, keeping
-only the hidden states instead of everything the backward pass reads.
+only the hidden states instead of everything the backward pass reads. :func:`cell_step` is the
+one definition of each cell's step: these loops, the sampler (:mod:`charlm.sample`) and the
+SavedModel (:mod:`charlm.export`) all run it.
 
 The weights are those of ``keras.layers.LSTM`` / ``GRU`` / ``SimpleRNN`` built with default
 arguments (tanh activation, sigmoid recurrent activation, ``use_bias=True``, GRU
@@ -30,9 +32,10 @@ arguments (tanh activation, sigmoid recurrent activation, ``use_bias=True``, GRU
 * SimpleRNN: kernel (D, H), recurrent_kernel (H, H), bias (H,).
 """
 
-import tensorflow as tf
+from charlm.runtime import import_keras, xla_region_analysis
 
-from charlm.runtime import xla_region_analysis
+import_keras()
+import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
 CELLS = ("lstm", "gru", "rnn")
 # From this many units the backward recurrence reads U transposed inside its product (see
@@ -85,9 +88,7 @@ def rnn_inference(cell, inputs, initial_states, kernel, recurrent_kernel, bias, 
     """
     _check(cell, initial_states)
     xw = _input_projection(cell, inputs, kernel, bias, embedding)
-    u = tf.convert_to_tensor(recurrent_kernel)
-    step = {"lstm": lambda: _lstm_step(u), "rnn": lambda: _simple_rnn_step(u),
-            "gru": lambda: _gru_step(u, tf.convert_to_tensor(bias)[1])}[cell]()
+    step = cell_step(cell, recurrent_kernel, tf.convert_to_tensor(bias)[1] if cell == "gru" else None)
 
     def hidden_only(slices, carry):
         carry, outs = step(slices, carry)
@@ -96,6 +97,21 @@ def rnn_inference(cell, inputs, initial_states, kernel, recurrent_kernel, bias, 
     states = tuple(tf.convert_to_tensor(s) for s in initial_states)
     final_states, (hs,) = _time_loop(hidden_only, [xw], states, 1, False, prefetch=cell == "gru")
     return _time_major(hs), list(final_states)
+
+
+def cell_step(cell, recurrent_kernel, recurrent_bias=None):
+    """One step of a cell, in Keras' gate layout: ``step([xw_t], states) -> (new_states,
+    outputs)``, where xw_t (B, G) = x_t·W + b_in is the step's input projection, ``states``
+    the tuple (h, c) of an LSTM or (h,) of a GRU or SimpleRNN, (B, H) each, and ``outputs``
+    the per-step values the backward pass reads, the new h last. ``recurrent_bias``: a GRU's
+    (3H,) recurrent bias (Keras' ``bias[1]``). Make it once per traced function, outside the
+    time loop: it prepares the recurrent kernel when made."""
+    u = tf.convert_to_tensor(recurrent_kernel)
+    if cell == "lstm":
+        return _lstm_step(u)
+    if cell == "gru":
+        return _gru_step(u, tf.convert_to_tensor(recurrent_bias))
+    return _simple_rnn_step(u)
 
 
 def _check(cell, initial_states):
@@ -108,7 +124,7 @@ def _check(cell, initial_states):
 
 def _time_loop(step, sequences, carry, n_outputs, reverse, prefetch=False, overwrite=None):
     """Runs ``carry, outs = step(slices, carry)`` over the leading (time) axis in a
-    ``tf.while_loop`` (measured faster than a Python-unrolled loop, and far quicker to build).
+    ``tf.while_loop`` (faster than a Python-unrolled loop, and far quicker to build).
 
     Args:
         step: function of (list of step slices, carry tuple) -> (new carry tuple, list of
@@ -119,15 +135,13 @@ def _time_loop(step, sequences, carry, n_outputs, reverse, prefetch=False, overw
         reverse: walk t = T-1 ... 0 instead of 0 ... T-1; outputs are still indexed by t.
         prefetch: each iteration reads the next step's slices and carries them to the next
             iteration, instead of reading its own. Under XLA a slice read in the step is fused
-            into the step's arithmetic; for the GRU's forward-only step that fusion ran about
-            5x slower than on a carried slice (33 ms against 6 ms for 64 steps at B=64, H=256;
-            evaluation of a 2x256 GRU 1.47x faster). Elsewhere it measured no better or
-            worse (LSTM and SimpleRNN evaluation 0.96x, GRU training 0.91x), so it is opt-in.
+            into the step's arithmetic, which for the GRU's forward-only step ran several times
+            slower than on a carried slice; elsewhere it gained nothing, so it is opt-in
+            (BENCHMARKS.md).
         overwrite: the index of a sequence that the first per-step output replaces, step by
             step, after the step has read it (the two must have the same per-step shape; not
             with ``prefetch``). Under XLA the loop then updates that sequence's buffer in place
-            instead of filling a new one that XLA first sets to zeros and copies: for an LSTM
-            layer at B=32, H=256 that is two 8 MB passes saved per loop.
+            instead of filling a new one that XLA first sets to zeros and copies.
 
     Returns:
         (final carry, list of stacked per-step outputs (T, ...)).
@@ -184,9 +198,8 @@ def _input_projection(cell, inputs, kernel, bias, embedding):
 @tf.custom_gradient
 def _lookup(table, ids):
     """table[ids] for int ids (T, B) -> (T, B, G). Its gradient for the table is a dense
-    (V, G) sum of the upstream gradient's T*B rows by id. Under XLA on a 2-core CPU that sum ran
-    3-4x faster than the equivalent one-hot product (V, T*B)·(T*B, G): 1.9 against 6.4 ms at
-    T*B = 4096, G = 1024; 7.0 against 27.7 ms at 8192 and 2048."""
+    (V, G) sum of the upstream gradient's T*B rows by id, which under XLA runs several times
+    faster than the equivalent one-hot product (V, T*B)·(T*B, G) (BENCHMARKS.md)."""
     def grad(d):
         return tf.math.unsorted_segment_sum(_flat(d), tf.reshape(ids, [-1]), tf.shape(table)[0]), None
 
@@ -206,10 +219,9 @@ def _weight_grad(h_prev_tm, d_tm):
 
 
 def _times_transpose(u):
-    """The backward recurrence's product ``d -> d · U^T``, (B, G)·(G, H). Under XLA on a 2-core
-    CPU a product reading U transposed ran faster from H = 512 on ((128, 2048)·(2048, 512): 2.48
-    against 2.94 ms per step; (64, 2048)·(2048, 512): 1.55 against 1.90 ms), and slower below
-    (H = 256: 0.6 against 0.55 ms at B=64), where U^T transposed once before the loop wins."""
+    """The backward recurrence's product ``d -> d · U^T``, (B, G)·(G, H). Under XLA on a CPU a
+    product reading U transposed runs faster from :data:`TRANSPOSED_READ_MIN_UNITS` units on, and
+    slower below, where U^T transposed once before the loop wins (BENCHMARKS.md)."""
     if u.shape[0] >= TRANSPOSED_READ_MIN_UNITS:
         return lambda d: tf.matmul(d, u, transpose_b=True)
     u_t = tf.transpose(u)  # (G, H)
@@ -255,8 +267,8 @@ def _lstm(xw, u, h0, c0):
         times_u_t = _times_transpose(u)
 
         # The coefficients below are computed step by step inside the loop rather than for all
-        # steps at once beforehand: each step's slices stay in cache, which measured faster than
-        # a dozen passes over (T, B, 4H) tensors in memory.
+        # steps at once beforehand: each step's slices stay in cache, where a dozen passes over
+        # (T, B, 4H) tensors would go through memory.
         def back_step(slices, carry):
             d_out_t, s_t, c_t, c_prev_t = slices
             dh_rec, dc_next = carry  # dz_{t+1} U^T and dc_{t+1} f_{t+1}

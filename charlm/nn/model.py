@@ -8,7 +8,7 @@ Its recurrent state is explicit rather than hidden in ``stateful=True`` layers:
     outputs: logits (B, T, V) float32, then each layer's final states, (B, H) each
 
 LSTM layers carry two states (h, c), GRU and SimpleRNN one (h). Whoever calls
-the model keeps the states: the trainer carries them from one window to the
+the model keeps the states: the training steps carry them from one window to the
 next (truncated BPTT), the sampler through its generation loop. Explicit states
 have no fixed batch size, work under tf.distribute (each replica keeps its own)
 and can be written to checkpoints, none of which ``stateful=True`` layers allow.
@@ -16,10 +16,11 @@ and can be written to checkpoints, none of which ``stateful=True`` layers allow.
 
 from __future__ import annotations
 
-from charlm.runtime import import_keras
 from charlm.config import ModelConfig
+from charlm.runtime import import_keras
 
 keras = import_keras()
+import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
 _CELLS = {"rnn": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 
@@ -69,6 +70,4 @@ def recurrent_layers(model: keras.Model) -> list:
 
 def zero_states(config: ModelConfig, batch_size: int) -> list:
     """Fresh (all-zero) states for ``batch_size`` streams: a list of (B, H) float32 tensors."""
-    import tensorflow as tf
-
     return [tf.zeros((batch_size, config.hidden)) for _ in range(config.layers * config.states_per_layer)]

@@ -1,4 +1,4 @@
-"""What a model file holds (``charlm info``), read without loading the Keras model.
+"""What a model file holds (``charlm info``), read without loading the Keras model or TensorFlow.
 
 The settings come from the file's ``charlm.json`` member; the parameter counts
 from the shapes of the arrays in its ``model.weights.h5`` member, so the numbers
@@ -12,8 +12,10 @@ import re
 import zipfile
 from pathlib import Path
 
+import h5py
+
 from charlm.errors import CharlmError
-from charlm.nn.lm import read_record
+from charlm.nn.modelfile import read_record
 
 # Vocabularies up to this size are listed in full by `charlm info`.
 SHOW_CHARS = 300
@@ -57,8 +59,6 @@ def describe(path) -> dict:
 def _layer_parameters(path: Path) -> list[dict]:
     """[{name, shapes, parameters}] for each layer with weights, in model order
     (embedding, recurrent layers bottom first, output)."""
-    import h5py
-
     try:
         with zipfile.ZipFile(path) as archive:
             data = archive.read("model.weights.h5")

@@ -37,6 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import CharlmError
+from charlm.runtime import import_keras
+
+import_keras()
+import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
@@ -46,19 +50,6 @@ FORMAT_VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d+)-step-(\d+)$")
 
 
-@dataclass(frozen=True)
-class CheckpointConfig:
-    """``checkpoint_every``: steps between checkpoints (0: only at each epoch end);
-    ``keep``: how many of the newest checkpoints to keep."""
-
-    checkpoint_every: int = 200
-    keep: int = 3
-
-    def __post_init__(self):
-        if self.checkpoint_every is None or self.checkpoint_every < 0:
-            raise CharlmError(f"--checkpoint-every must be 0 (epoch ends only) or more, got {self.checkpoint_every}")
-        if self.keep is None or self.keep < 1:
-            raise CharlmError(f"--keep must be at least 1, got {self.keep}")
 
 
 @dataclass
@@ -117,8 +108,6 @@ def read_state(path) -> dict:
 
 def read_arrays(path) -> dict[str, np.ndarray]:
     """Every tensor of a checkpoint directory by its checkpoint key (for comparing runs)."""
-    import tensorflow as tf
-
     reader = tf.train.load_checkpoint(str(Path(path) / TENSORS))
     return {
         key: reader.get_tensor(key)
@@ -140,8 +129,6 @@ class Checkpointer:
     """
 
     def __init__(self, run_dir, model, optimizer, state_shapes, keep: int):
-        import tensorflow as tf
-
         self.folder = checkpoint_dir(run_dir)
         self.keep = keep
         # Variables that hold the carried states at save time and receive them at restore.

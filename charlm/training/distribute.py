@@ -16,32 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 
+from charlm.config import DeviceConfig
 from charlm.errors import CharlmError
+from charlm.runtime import import_keras
 
-DEVICES = ("auto", "cpu", "gpu", "tpu")
-STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
-
-
-@dataclass(frozen=True)
-class DeviceConfig:
-    """Where training runs: ``device`` auto|cpu|gpu|tpu, ``strategy``
-    auto|default|mirrored|multi-worker|tpu, ``steps_per_execution`` (TPU),
-    ``mixed_precision`` (float16 on GPU, bfloat16 on TPU and CPU)."""
-
-    device: str = "auto"
-    strategy: str = "auto"
-    steps_per_execution: int = 1
-    mixed_precision: bool = False
-
-    def __post_init__(self):
-        if self.device not in DEVICES:
-            raise CharlmError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.strategy not in STRATEGIES:
-            raise CharlmError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        if self.steps_per_execution < 1:
-            raise CharlmError(f"--steps-per-execution must be at least 1, got {self.steps_per_execution}")
+import_keras()
+import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
 
 def _tpu_available() -> bool:
@@ -52,8 +33,6 @@ def _tpu_available() -> bool:
 
 def make_strategy(config: DeviceConfig):
     """The strategy for ``config`` and a one-line description of the devices it uses."""
-    import tensorflow as tf
-
     device, strategy = config.device, config.strategy
     if device == "cpu":
         tf.config.set_visible_devices([], "GPU")
@@ -86,8 +65,6 @@ def make_strategy(config: DeviceConfig):
 
 
 def _tpu_strategy():
-    import tensorflow as tf
-
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
@@ -106,40 +83,3 @@ def check_batch(strategy, batch_size: int):
             f"--batch-size {batch_size} does not split evenly over {replicas} replicas; "
             f"use a multiple of {replicas}"
         )
-
-
-def replica_windows(strategy, batches, start: int = 0, stop: int | None = None):
-    """A distributed dataset of windows ``start, ..., stop-1`` (default: to the last) where replica r
-    gets rows ``r*b : (r+1)*b`` (b = B/R) of each window: its own streams, always.
-
-    Each input pipeline (one per worker) yields, for every window, the blocks
-    of its local replicas in order; tf.distribute hands consecutive elements of
-    a pipeline to consecutive local replicas.
-    """
-    import tensorflow as tf
-
-    from charlm.data.streams import PREFETCH, pipeline_options
-
-    replicas = strategy.num_replicas_in_sync
-    rows = batches.batch_size // replicas
-    shape = (rows, batches.bptt)
-
-    def dataset_fn(context):
-        local = replicas // context.num_input_pipelines
-        first_block = context.input_pipeline_id * local
-
-        def load(element):
-            window, block = element // local, first_block + element % local
-
-            def rows_of(k, b):
-                x, y = batches.window(int(k))
-                return x[b * rows : (b + 1) * rows], y[b * rows : (b + 1) * rows]
-
-            x, y = tf.numpy_function(rows_of, [window, block], (tf.int32, tf.int32), stateful=False)
-            return tf.ensure_shape(x, shape), tf.ensure_shape(y, shape)
-
-        elements = tf.data.Dataset.range(start * local, (len(batches) if stop is None else stop) * local)
-        return elements.map(load).prefetch(PREFETCH).with_options(pipeline_options())
-
-    options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
-    return strategy.distribute_datasets_from_function(dataset_fn, options)

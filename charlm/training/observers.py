@@ -1,5 +1,6 @@
-"""Observers that watch a run as it trains: samples every N steps, and a per-step loss log.
+"""Observers: what watches a run as it trains, and the two that every run can use.
 
+- :class:`Observer` is the interface: hooks the run calls; the defaults do nothing.
 - :class:`SampleObserver` generates a short sample every N steps (or at each
   epoch end) with a fixed seed, so samples from different steps of a run differ
   only by what the model learned in between. It prints them through the run's
@@ -7,17 +8,48 @@
   :class:`charlm.training.tensorboard.TensorBoardObserver`, writes them as text summaries.
 - :class:`StepLogObserver` appends one line per step to ``steps.csv`` in the run
   directory (step, tokens_seen, loss, grad_norm, lr), which ``charlm plot`` draws.
+
+Agreement accuracy per epoch is :class:`charlm.agreement.observer.AgreementObserver`.
 """
 
 from __future__ import annotations
 
 import sys
 
-from charlm.training.run import Observer
+from charlm.config import SampleConfig
+from charlm.sample import Sampler
 
+# The columns of a run's history row, one per validation; observers may add more.
+HISTORY_FIELDS = (
+    "epoch", "step", "tokens_seen", "train_loss", "val_loss", "val_bits_per_char",
+    "val_perplexity", "tokens_per_s", "seconds", "saved",
+)
 STEP_LOG = "steps.csv"
 STEP_LOG_FIELDS = ("step", "tokens_seen", "loss", "grad_norm", "lr")
 SAMPLE_LOG = "samples.txt"
+
+
+class Observer:
+    """Something that watches a run (TensorBoard, samples, agreement accuracy).
+
+    The run (:class:`charlm.training.run.Run`) calls these hooks; the defaults do nothing.
+    ``run`` gives access to ``run.lm`` (the :class:`charlm.nn.lm.LanguageModel` being
+    trained), ``run.out_dir``, ``run.model_config``, ``run.train_config``, ``run.data`` and
+    ``run.log``.
+    """
+
+    def on_train_begin(self, run):
+        pass
+
+    def on_step_end(self, run, step: int, logs: dict):
+        """After every training step; ``logs``: loss, grad_norm, clipped (bool), lr, tokens_per_s."""
+
+    def on_epoch_end(self, run, epoch: int, row: dict) -> dict | None:
+        """After each validation (an epoch's end, or a run's end inside one), with the history
+        row (:data:`HISTORY_FIELDS`); may return extra columns for it (e.g. agreement accuracy)."""
+
+    def on_train_end(self, run, summary: dict):
+        pass
 
 
 class SampleObserver(Observer):
@@ -35,8 +67,6 @@ class SampleObserver(Observer):
 
     def __init__(self, every: int | None = None, length: int = 200, prompt: str = "", seed: int = 0,
                  temperature: float | None = None, echo: bool = True, tensorboard=None):
-        from charlm.sample import SampleConfig
-
         self.every = every
         self.prompt = prompt
         self.echo = echo
@@ -56,8 +86,11 @@ class SampleObserver(Observer):
     def sample(self, run, step: int) -> str:
         """Generate one sample from the model's current weights and report it."""
         if self._sampler is None:
-            self._sampler = _LiveSampler(run.lm)
-        text = self._sampler.generate(self.prompt, self.config)
+            # Variables, refreshed before each sample: its compiled loops are built once per
+            # run, where a sampler with the weights as constants would recompile every time.
+            self._sampler = Sampler(run.lm, variables=True)
+        self._sampler.refresh()
+        text = self._sampler.run(self.prompt, self.config)[0].text
         self.samples.append((step, text))
         header = f"sample at step {step} (seed {self.config.seed}, prompt {self.prompt!r})"
         if self.echo:
@@ -71,45 +104,6 @@ class SampleObserver(Observer):
             # Markdown: a code block keeps line breaks and spacing as generated.
             self.tensorboard.add_text("samples/text", f"```\n{self.prompt}{text}\n```", step)
         return text
-
-
-class _LiveSampler:
-    """A :class:`charlm.sample.Sampler` whose weights are variables refreshed before each
-    sample, so its XLA-compiled loops are built once per run rather than once per sample
-    (a fresh Sampler bakes the weights in as constants and recompiles: seconds each time)."""
-
-    def __init__(self, lm):
-        self.lm = lm
-        self.sampler = variable_sampler(lm)
-
-    def generate(self, prompt: str, config) -> str:
-        from charlm.sample import Sampler
-
-        fresh = Sampler(self.lm)  # reads the current weights; compiles nothing until called
-        values = [v for layer in fresh.layers for _, v in sorted(layer.items())] + [fresh.dense_w, fresh.dense_b]
-        for variable, value in zip(sampler_variables(self.sampler), values):
-            variable.assign(value)
-        return self.sampler.run(prompt, config)[0].text
-
-
-def variable_sampler(lm):
-    """A :class:`charlm.sample.Sampler` of ``lm`` whose weights are ``tf.Variable``s
-    rather than constants: they can be re-assigned without recompiling, and a SavedModel
-    stores them as variables. Returns the sampler; ``sampler_variables(s)`` lists them."""
-    import tensorflow as tf
-
-    from charlm.sample import Sampler
-
-    s = Sampler(lm)
-    s.layers = [{k: tf.Variable(v, trainable=False, name=k) for k, v in layer.items()} for layer in s.layers]
-    s.dense_w = tf.Variable(s.dense_w, trainable=False, name="dense_w")
-    s.dense_b = tf.Variable(s.dense_b, trainable=False, name="dense_b")
-    return s
-
-
-def sampler_variables(sampler) -> list:
-    """The weight variables of a :func:`variable_sampler`, in a fixed order."""
-    return [v for layer in sampler.layers for _, v in sorted(layer.items())] + [sampler.dense_w, sampler.dense_b]
 
 
 class StepLogObserver(Observer):
@@ -130,9 +124,7 @@ class StepLogObserver(Observer):
         self._file = open(path, "a", encoding="utf-8")
         if new:
             self._file.write(",".join(STEP_LOG_FIELDS) + "\n")
-        data = getattr(run, "data", None)
-        config = run.config
-        self._tokens_per_step = data.train.tokens_per_window if data is not None else config.batch_size * config.bptt
+        self._tokens_per_step = run.data.train.tokens_per_window
 
     def on_step_end(self, run, step, logs):
         self._file.write(
@@ -147,21 +139,3 @@ class StepLogObserver(Observer):
     def on_train_end(self, run, summary):
         self._file.close()
         self._file = None
-
-
-def monitoring_observers(tensorboard=None, sample_every: int | None = None, sample_length: int = 200,
-                         sample_prompt: str = "", seed: int = 0) -> list[Observer]:
-    """The observers ``charlm train``'s monitoring flags ask for: always the step log;
-    TensorBoard given a directory; samples every ``sample_every`` steps (printed), or,
-    with TensorBoard but no ``sample_every``, one per epoch for TensorBoard only."""
-    observers: list[Observer] = [StepLogObserver()]
-    board = None
-    if tensorboard:
-        from charlm.training.tensorboard import TensorBoardObserver
-
-        board = TensorBoardObserver(tensorboard)
-        observers.append(board)
-    if sample_every or board is not None:
-        observers.append(SampleObserver(sample_every, sample_length, sample_prompt, seed,
-                                        echo=bool(sample_every), tensorboard=board))
-    return observers

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import math
-import os
 import signal
 import sys
 import tempfile
@@ -29,35 +29,25 @@ import threading
 import time
 from pathlib import Path
 
-from charlm.config import scheduled_lr
-from charlm.data.corpus import check_creatable_dir, check_writable_dir
+from charlm.config import DataConfig
+from charlm.data.prepare import prepare
+from charlm.data.tokenizers import tokenizer_from_config
 from charlm.errors import CharlmError
+from charlm.fileio import check_creatable_dir, check_writable_dir, write_text
+from charlm.nn.lm import LanguageModel, load
+from charlm.nn.model import build_model
+from charlm.runtime import import_keras
+from charlm.training.checkpoint import Checkpointer, Position, list_checkpoints, read_state
+from charlm.training.distribute import check_batch, make_strategy
+from charlm.training.finetune import adapt_tokenizer, transfer_weights, vocabulary_report
+from charlm.training.observers import HISTORY_FIELDS
+from charlm.training.progress import Progress
+from charlm.training.schedule import scheduled_lr
+from charlm.training.spec import new_spec, resume_spec
+from charlm.training.steps import CompiledSteps, bits
 
-HISTORY_FIELDS = (
-    "epoch", "step", "tokens_seen", "train_loss", "val_loss", "val_bits_per_char",
-    "val_perplexity", "tokens_per_s", "seconds", "saved",
-)
-
-
-class Observer:
-    """Something that watches a run (TensorBoard, samples, agreement accuracy).
-
-    The run calls these hooks; the defaults do nothing. ``run`` gives access to
-    ``run.lm`` (the :class:`charlm.nn.lm.LanguageModel` being trained), ``run.out_dir``,
-    ``run.config`` and ``run.log``.
-    """
-
-    def on_train_begin(self, run):
-        pass
-
-    def on_step_end(self, run, step: int, logs: dict):
-        """After every training step; ``logs``: loss, grad_norm, clipped (bool), lr, tokens_per_s."""
-
-    def on_epoch_end(self, run, epoch: int, row: dict) -> dict | None:
-        """After validation; may return extra columns for the history row (e.g. agreement accuracy)."""
-
-    def on_train_end(self, run, summary: dict):
-        pass
+keras = import_keras()
+import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
 
 class TrainingInterrupted(CharlmError):
@@ -78,20 +68,20 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
             (or, with ``resume``, the run's own corpus).
         out: the run directory (default ``runs/<corpus name>-<date-time>``).
         resume: a run directory to continue from its newest checkpoint. ``settings``
-            may then change only epochs, max_steps, lr, clipnorm, clip_mode,
-            checkpoint_every, keep and the device; anything else is refused.
+            may then change only how long and how fast it trains, and where
+            (:data:`charlm.training.spec.RESUMABLE`); anything else is refused.
         init_from: a ``.keras`` model to fine-tune: its weights, architecture and tokenizer.
         extend_vocab: with ``init_from``, add the new corpus's unknown symbols to the vocabulary.
         progress: draw the progress bar on stderr.
         log: a function taking one line of text (default: print to stderr).
-        observers: :class:`Observer` instances called during the run.
+        observers: :class:`charlm.training.observers.Observer` instances called during the run.
         **settings: any of ``tokenizer``, ``normalize``, ``max_vocab``,
             ``encoding_errors``, ``cell``, ``layers``, ``hidden``, ``embedding``,
             ``dropout``, ``batch_size``, ``bptt``, ``epochs``, ``max_steps``,
             ``optimizer``, ``lr``, ``clipnorm``, ``clip_mode``, ``val_fraction``, ``seed``,
             ``checkpoint_every``, ``keep``, the device settings of
-            :class:`charlm.training.distribute.DeviceConfig` and the corpus settings of
-            :class:`charlm.data.prepare.DataConfig`.
+            :class:`charlm.config.DeviceConfig` and the corpus settings of
+            :class:`charlm.config.DataConfig`.
 
     Returns:
         The run summary: ``model_path``, ``run_dir``, ``best_val_loss`` (nats per
@@ -101,10 +91,6 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
         TrainingInterrupted: SIGINT/SIGTERM; a checkpoint was written first.
         CharlmError: bad input, or divergence (a non-finite loss or gradient norm).
     """
-    from charlm.training.checkpoint import read_state
-    from charlm.data.prepare import DataConfig, prepare
-    from charlm.training.spec import new_spec, resume_spec
-
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     settings = dict(settings)
     data_config = DataConfig.pop_from(settings)
@@ -114,12 +100,8 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
         spec = new_spec(corpus, out, settings, init_from, extend_vocab)
     tokenizer = report = source = None
     if spec.resume_from is not None:
-        from charlm.data.tokenizers import tokenizer_from_config
-
         tokenizer = tokenizer_from_config(read_state(spec.resume_from)["tokenizer"])
     elif spec.init_from:
-        from charlm.nn.lm import load
-
         source = load(spec.init_from)  # all its checks before anything is written
         tokenizer, report = _fine_tuning_tokenizer(spec, source.tokenizer, data_config, log)
     check_creatable_dir(spec.out_dir)  # before the corpus is read: a bad --out fails fast
@@ -134,22 +116,15 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
             raise CharlmError(f"the run in {spec.out_dir} has already trained {done} of its {total} steps; "
                               "raise --epochs or --max-steps to train it further")
     if report is not None:
-        from charlm.training.finetune import vocabulary_report
-
         report = vocabulary_report(data.tokenizer, data, *report)
         log(report.describe(spec.init_from))
     check_writable_dir(spec.out_dir)
-    return _Run(spec, data, report, source, progress, log, observers).execute()
+    return Run(spec, data, report, source, progress, log, observers).execute()
 
 
 def _fine_tuning_tokenizer(spec, tokenizer, data_config, log):
     """The model's ``tokenizer``, grown by the new corpus's unknown symbols with
     --extend-vocab; and (unknown symbols, added symbols) for the report."""
-    import dataclasses
-
-    from charlm.data.prepare import prepare
-    from charlm.training.finetune import adapt_tokenizer
-
     if tokenizer.unk_id is None:
         return tokenizer, ((), ())
     # The new corpus with a vocabulary of its own (all of it: no --max-vocab cut), to find its symbols.
@@ -159,7 +134,16 @@ def _fine_tuning_tokenizer(spec, tokenizer, data_config, log):
     return tokenizer, (symbols, added)
 
 
-class _Run:
+class Run:
+    """One training run, from its :class:`charlm.training.spec.RunSpec` and prepared data to
+    the summary :func:`train` returns. Observers see it as ``run``: ``run.lm`` (the
+    :class:`charlm.nn.lm.LanguageModel` being trained), ``run.out_dir``, ``run.model_config``,
+    ``run.train_config``, ``run.data`` and ``run.log``.
+
+    The steps between two validations are a *segment*: the rest of an epoch, or less where
+    --max-steps or --max-minutes ends the run inside one.
+    """
+
     def __init__(self, spec, data, vocabulary_report, source, progress, log, observers):
         self.spec = spec
         self.source = source  # the model fine-tuning starts from
@@ -167,7 +151,7 @@ class _Run:
         self.vocabulary_report = vocabulary_report
         self.observers = list(observers)
         self.model_config = spec.model
-        self.config = spec.train
+        self.train_config = spec.train
         self.out_dir = spec.out_dir
         self.show_progress = progress
         self.log = log
@@ -175,18 +159,7 @@ class _Run:
         self._last_checkpoint = self._saved_step = None
 
     def execute(self) -> dict:
-        from charlm.runtime import import_keras
-
-        keras = import_keras()
-        import tensorflow as tf
-
-        from charlm.training.checkpoint import Checkpointer, Position
-        from charlm.training.distribute import check_batch, make_strategy
-        from charlm.nn.lm import LanguageModel
-        from charlm.nn.model import build_model
-        from charlm.training.steps import Trainer
-
-        spec, data, config, source = self.spec, self.data, self.config, self.source
+        spec, data, config, source = self.spec, self.data, self.train_config, self.source
         # The strategy first: multi-worker collectives must be set up before any TensorFlow op runs.
         strategy, devices = make_strategy(spec.device)
         on_gpu = spec.device.device != "cpu" and bool(tf.config.list_logical_devices("GPU"))
@@ -203,27 +176,25 @@ class _Run:
         with strategy.scope():
             model = build_model(self.model_config, data.tokenizer.vocab_size, on_gpu=on_gpu)
         if source is not None:
-            from charlm.training.finetune import transfer_weights
-
             transfer_weights(source.model, model, source.tokenizer.unk_id)
-        trainer = self.trainer = Trainer(model, config, self.model_config, strategy)
+        steps = self.steps = CompiledSteps(model, self.model_config, config, strategy)
         self.lm = LanguageModel(model, data.tokenizer, self.model_config)
-        self.checkpointer = Checkpointer(self.out_dir, model, trainer.optimizer,
-                                         trainer.states_to_numpy(trainer.zero_states(config.batch_size)),
+        self.checkpointer = Checkpointer(self.out_dir, model, steps.optimizer,
+                                         steps.states_to_numpy(steps.zero_states(config.batch_size)),
                                          spec.checkpoints.keep)
         position, states = Position(), None
         if spec.resume_from is not None:
             position, arrays, _ = self.checkpointer.restore(spec.resume_from)
-            states = trainer.states_from_numpy(arrays)
+            states = steps.states_from_numpy(arrays)
             # Settings a resumed run may change take effect now (the checkpoint holds the old rate).
-            trainer.optimizer.learning_rate = config.lr
+            steps.optimizer.learning_rate = config.lr
         self.history = position.history
         self._write_json("config.json", spec.record(data.files, data.fingerprint))
         self._announce(model, position)
         return self._loop(position, states)
 
     def _announce(self, model, position):
-        spec, data, config = self.spec, self.data, self.config
+        spec, data, config = self.spec, self.data, self.train_config
         self.log(
             f"charlm: {self.model_config.layers}x{self.model_config.hidden} {self.model_config.cell}, "
             f"{model.count_params():,} parameters, {data.tokenizer.kind} vocabulary of {data.tokenizer.vocab_size}; "
@@ -238,9 +209,7 @@ class _Run:
                      + (f"; changed: {', '.join(spec.changes)}" if spec.changes else ""))
 
     def _loop(self, pos, states) -> dict:
-        from charlm.training.steps import bits
-
-        data, config, trainer = self.data, self.config, self.trainer
+        data, config, steps = self.data, self.train_config, self.steps
         steps_per_epoch = len(data.train)
         total_steps = self.total_steps = _total_steps(steps_per_epoch, config)
         model_path = self.out_dir / "model.keras"
@@ -254,13 +223,13 @@ class _Run:
             while pos.step < total_steps and not out_of_time:
                 if pos.cursor == 0:
                     # Each epoch starts from a fresh state: row i of the first window is the start of stream i.
-                    states = trainer.zero_states(config.batch_size)
-                end = min(steps_per_epoch, pos.cursor + total_steps - pos.step)  # this stretch ends at window `end`
-                stretch_start, first = time.perf_counter(), pos.cursor
-                states, out_of_time = self._stretch(pos, states, end, stop, deadline)
-                seconds = time.perf_counter() - stretch_start
+                    states = steps.zero_states(config.batch_size)
+                end = min(steps_per_epoch, pos.cursor + total_steps - pos.step)  # this segment ends at window `end`
+                segment_start, first = time.perf_counter(), pos.cursor
+                states, out_of_time = self._train_segment(pos, states, end, stop, deadline)
+                seconds = time.perf_counter() - segment_start
                 pos.train_seconds += seconds
-                self._validate(pos, pos.cursor - first, seconds, model_path, bits)
+                self._validate(pos, pos.cursor - first, seconds, model_path)
                 if pos.cursor == steps_per_epoch:
                     pos.epoch, pos.cursor, pos.epoch_loss_sum = pos.epoch + 1, 0, 0.0
                 self._save(pos, states)
@@ -293,24 +262,24 @@ class _Run:
             observer.on_train_end(self, summary)
         return summary
 
-    def _stretch(self, pos, states, end, stop, deadline):
+    def _train_segment(self, pos, states, end, stop, deadline):
         """Train from window ``pos.cursor`` to window ``end`` of the epoch (or until the
         wall-clock ``deadline``), checkpointing every --checkpoint-every steps on the way.
-        Returns (states, whether the deadline cut the stretch short)."""
+        Returns (states, whether the deadline cut the segment short)."""
         every = self.spec.checkpoints.checkpoint_every
         tokens_per_window = self.data.train.tokens_per_window
-        bar = _progress(end - pos.cursor, f"epoch {pos.epoch}/{self.config.epochs}", self.show_progress)
+        bar = Progress(end - pos.cursor, f"epoch {pos.epoch}/{self.train_config.epochs}", self.show_progress)
         started, first = time.perf_counter(), pos.cursor
-        windows = iter(self.trainer.windows(self.data.train, pos.cursor, end))
+        windows = iter(self.steps.windows(self.data.train, pos.cursor, end))
         try:
             while pos.cursor < end:
                 # Up to --steps-per-execution steps in one compiled call, never past a checkpoint.
                 count = min(self.spec.device.steps_per_execution, end - pos.cursor)
                 if every:
                     count = min(count, every - pos.step % every)
-                if self.config.lr_schedule != "constant":  # a call's steps share its first step's rate
-                    self.trainer.optimizer.learning_rate = scheduled_lr(self.config, pos.step, self.total_steps)
-                losses, norms, states = self._steps(windows, states, count)
+                if self.train_config.lr_schedule != "constant":  # a call's steps share its first step's rate
+                    self.steps.optimizer.learning_rate = scheduled_lr(self.train_config, pos.step, self.total_steps)
+                losses, norms, states = self._take_steps(windows, states, count)
                 for loss, norm in zip(losses, norms):
                     if not (math.isfinite(loss) and math.isfinite(norm)):
                         self._diverged(pos.step + 1, loss, norm)
@@ -321,7 +290,7 @@ class _Run:
                     tokens = (pos.cursor - first) * tokens_per_window
                     bar.update(pos.cursor - first, loss, tokens)
                     self._notify_step(pos.step, loss, norm, tokens / (time.perf_counter() - started))
-                # The stretch's last step is saved after validation instead.
+                # The segment's last step is saved after validation instead.
                 if every and pos.step % every == 0 and pos.cursor < end:
                     self._save(pos, states)
                 if stop.signal:
@@ -332,29 +301,29 @@ class _Run:
         finally:
             bar.close()
 
-    def _steps(self, windows, states, count):
+    def _take_steps(self, windows, states, count):
         """``count`` training steps from the iterator ``windows``: (losses, norms, states),
         the losses and norms as lists of floats (one host round trip for all of them)."""
         if count == 1:
             x, y = next(windows)
-            loss, norm, states = self.trainer.train_step(x, y, states)
+            loss, norm, states = self.steps.train_step(x, y, states)
             return [float(loss)], [float(norm)], states
-        losses, norms, states = self.trainer.train_steps(windows, states, count)
+        losses, norms, states = self.steps.train_steps(windows, states, count)
         return losses.numpy().tolist(), norms.numpy().tolist(), states
 
     def _notify_step(self, step, loss, norm, tokens_per_s):
         if not self.observers:
             return
-        clipnorm = self.config.clipnorm
+        clipnorm = self.train_config.clipnorm
         logs = {"loss": loss, "grad_norm": norm, "clipped": clipnorm is not None and norm > clipnorm,
-                "lr": self.trainer.learning_rate, "tokens_per_s": tokens_per_s}
+                "lr": self.steps.learning_rate, "tokens_per_s": tokens_per_s}
         for observer in self.observers:
             observer.on_step_end(self, step, logs)
 
-    def _validate(self, pos, steps, seconds, model_path, bits):
-        """Validation at the end of a stretch of ``steps`` steps: history row, best model."""
+    def _validate(self, pos, steps, seconds, model_path):
+        """Validation at the end of a segment of ``steps`` steps: history row, best model."""
         data = self.data
-        val_loss = self.trainer.evaluate(data.validation)
+        val_loss = self.steps.evaluate(data.validation)
         val_bpc = bits(val_loss) / data.val_chars_per_token
         saved = val_loss < pos.best_val_loss
         if saved:
@@ -383,7 +352,7 @@ class _Run:
     def _save(self, pos, states):
         record = {"tokenizer": self.data.tokenizer.get_config(),
                   "config": self.spec.record(self.data.files, self.data.fingerprint)}
-        self._last_checkpoint = self.checkpointer.save(pos, self.trainer.states_to_numpy(states), record)
+        self._last_checkpoint = self.checkpointer.save(pos, self.steps.states_to_numpy(states), record)
         self._saved_step = pos.step
 
     def _interrupted(self, pos, states, signum):
@@ -395,11 +364,9 @@ class _Run:
         )
 
     def _diverged(self, step, loss, norm):
-        from charlm.training.checkpoint import list_checkpoints
-
         kept = list_checkpoints(self.out_dir)
         good = (f"the last good checkpoint ({kept[-1].name}) and the best model are kept; resume from it with "
-                f"a lower rate: charlm train --resume {self.out_dir} --lr {self.config.lr / 2:g}") if kept else \
+                f"a lower rate: charlm train --resume {self.out_dir} --lr {self.train_config.lr / 2:g}") if kept else \
             "no checkpoint was written before it; lower --lr or --clipnorm and start again"
         raise CharlmError(f"training diverged at step {step} (loss {loss}, gradient norm {norm}); {good}")
 
@@ -418,10 +385,10 @@ class _Run:
         writer = csv.DictWriter(buffer, fieldnames=[*HISTORY_FIELDS, *extra], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.history)
-        _write_atomic(self.out_dir / "history.csv", buffer.getvalue())
+        write_text(self.out_dir / "history.csv", buffer.getvalue())
 
     def _write_json(self, name, value):
-        _write_atomic(self.out_dir / name, json.dumps(value, indent=2) + "\n")
+        write_text(self.out_dir / name, json.dumps(value, indent=2) + "\n")
 
 
 class _StopSignals(contextlib.AbstractContextManager):
@@ -452,18 +419,3 @@ class _StopSignals(contextlib.AbstractContextManager):
 def _total_steps(steps_per_epoch: int, config) -> int:
     total = steps_per_epoch * config.epochs
     return total if config.max_steps is None else min(total, config.max_steps)
-
-
-def _progress(total, label, enabled):
-    from charlm.training.progress import Progress
-
-    return Progress(total, label, enabled)
-
-
-def _write_atomic(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -21,10 +21,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from charlm.training.checkpoint import CheckpointConfig, clean_leftovers, list_checkpoints, read_state
-from charlm.config import ModelConfig, TokenizerConfig, TrainConfig, from_dict, to_dict
-from charlm.training.distribute import DeviceConfig
+from charlm.config import (
+    ALIASES,
+    CheckpointConfig,
+    DeviceConfig,
+    ModelConfig,
+    TokenizerConfig,
+    TrainConfig,
+    flag,
+    from_dict,
+    to_dict,
+)
+from charlm.data.prepare import default_corpus
 from charlm.errors import CharlmError
+from charlm.nn.modelfile import read_record
+from charlm.training.checkpoint import clean_leftovers, list_checkpoints, read_state
 
 CONFIGS = (TokenizerConfig, ModelConfig, TrainConfig, CheckpointConfig, DeviceConfig)
 _RECORD_KEYS = ("tokenizer", "model", "train", "checkpoints", "device")
@@ -35,8 +46,6 @@ RESUMABLE = frozenset({"epochs", "max_steps", "max_minutes", "lr", "lr_schedule"
                        "device", "strategy", "steps_per_execution"})
 # Settings fine-tuning takes from the model file; dropout has no weights, so it may change.
 FROM_MODEL = frozenset({"cell", "layers", "hidden", "embedding", "kind", "normalization", "max_vocab"})
-_ALIASES = {"tokenizer": "kind", "normalize": "normalization"}
-_FLAGS = {"kind": "--tokenizer", "normalization": "--normalize"}
 
 
 @dataclass(frozen=True)
@@ -73,16 +82,11 @@ class RunSpec:
         }
 
 
-def flag(name: str) -> str:
-    """The command-line flag of a setting."""
-    return _FLAGS.get(name, "--" + name.replace("_", "-"))
-
-
 def split_settings(settings: dict) -> dict[type, dict]:
     """Sort flat keyword settings (the CLI's flag names, underscored) by the config they belong to."""
     groups = {cls: {} for cls in CONFIGS}
     for key, value in settings.items():
-        name = _ALIASES.get(key, key)
+        name = ALIASES.get(key, key)
         for cls, values in groups.items():
             if name in {f.name for f in dataclasses.fields(cls)}:
                 values[name] = value
@@ -101,8 +105,6 @@ def new_spec(corpus, out, settings: dict, init_from=None, extend_vocab=False) ->
         groups = _from_model(init_from, groups)
     configs = [cls(**values) for cls, values in groups.items()]
     if corpus is None:
-        from charlm.data.prepare import default_corpus
-
         paths = (str(default_corpus()),)
     else:
         paths = tuple(str(p) for p in (corpus if isinstance(corpus, (list, tuple)) else [corpus]))
@@ -166,14 +168,12 @@ def _newest_readable(checkpoints):
 
 def _from_model(path, groups: dict[type, dict]) -> dict[type, dict]:
     """Fine-tuning: architecture and tokenizer from the model file; a contradicting flag is refused."""
-    from charlm.nn.lm import read_record
-
     record = read_record(path)
     try:
         model = to_dict(from_dict(ModelConfig, record["model"]))
         tokenizer = {"kind": record["tokenizer"]["kind"], "normalization": record["tokenizer"].get("normalization"),
                      "max_vocab": ((record.get("info") or {}).get("tokenizer") or {}).get("max_vocab")}
-    except (KeyError, TypeError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CharlmError(f"{path} has a damaged charlm.json ({error})") from None
     for cls, saved in ((ModelConfig, model), (TokenizerConfig, tokenizer)):
         for name in FROM_MODEL & saved.keys():

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import math
 
-from charlm.runtime import import_keras
-from charlm.config import TrainConfig
+import numpy as np
+
+from charlm.config import ModelConfig, TrainConfig
+from charlm.nn.forward import dropout_masks, make_forward
+from charlm.nn.model import zero_states
+from charlm.runtime import choose_kernels, import_keras
+from charlm.training.windows import replica_windows, windows
 
 keras = import_keras()
-import tensorflow as tf  # noqa: E402  (after import_keras, which loads it quietly)
+import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
 _OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
 SUM = tf.distribute.ReduceOp.SUM
 
 
 def make_optimizer(config: TrainConfig):
-    """The optimizer, without Keras-side clipping: :class:`Trainer` clips itself."""
+    """The optimizer, without Keras-side clipping: :class:`CompiledSteps` clips itself."""
     return _OPTIMIZERS[config.optimizer](learning_rate=config.lr)
 
 
@@ -55,8 +60,9 @@ def token_loss(targets, logits):
     return tf.nn.sparse_softmax_cross_entropy_with_logits(targets, tf.cast(logits, tf.float32))
 
 
-class Trainer:
-    """Owns the optimizer and the compiled steps for one model under one strategy.
+class CompiledSteps:
+    """Owns the optimizer and the compiled steps for one model under one strategy; the run
+    (:mod:`charlm.training.run`) decides which steps to take.
 
     ``train_step(x, y, states) -> (loss, grad_norm, new_states)``: one window;
     x and y are (B, T) int32 (per-replica values under a strategy: see
@@ -67,52 +73,46 @@ class Trainer:
 
     ``eval_step(x, y, states) -> (loss_sum, new_states)``: summed loss in nats.
 
-    The model must have been built under ``strategy.scope()``.
+    The model must have been built under ``strategy.scope()``. ``charlm_kernels`` and
+    ``jit_compile`` (default: :func:`charlm.runtime.choose_kernels`) choose charlm's kernels
+    over the Keras layers and XLA for the training step; ``model_config`` None runs any Keras
+    model of charlm's inputs and outputs through its own layers.
     """
 
-    def __init__(self, model, config: TrainConfig, model_config=None, strategy=None,
-                 fast: bool | None = None, jit_compile: bool | None = None):
-        from charlm.nn.forward import compile_with_xla, make_forward
-
+    def __init__(self, model, model_config: ModelConfig | None, train_config: TrainConfig, strategy=None,
+                 charlm_kernels: bool | None = None, jit_compile: bool | None = None):
         self.model = model
-        self.config = config
         self.model_config = model_config
+        self.train_config = train_config
         self.strategy = strategy or tf.distribute.get_strategy()
         self.replicas = self.strategy.num_replicas_in_sync
-        if fast is None:  # the hand-written kernels beat Keras on CPU; cuDNN wins on GPU
-            fast = model_config is not None and not tf.config.list_logical_devices("GPU")
-        self.forward = make_forward(model, model_config, fast)
-        self.eval_forward = make_forward(model, model_config, fast, differentiable=False)
-        # One replica only: XLA does not compile the cross-replica sums of a distributed step.
-        xla = self.replicas == 1 and model_config is not None and compile_with_xla(model_config, fast)
-        if jit_compile is None:
-            jit_compile = xla
-        self.jit_compile = jit_compile
-        # With dropout the kernels' masks are drawn outside the compiled step: XLA's CPU random
-        # generator is slow (drawing them inside made the compiled step slower than uncompiled,
-        # LSTM 2x256, dropout 0.2: 9.0k against 10.6k tokens/s).
-        masks_outside = fast and model_config is not None and model_config.dropout > 0
+        kernels = choose_kernels(model_config, bool(tf.config.list_logical_devices("GPU")), self.replicas,
+                                 charlm_kernels)
+        self.forward = make_forward(model, model_config, kernels.charlm)
+        self.eval_forward = make_forward(model, model_config, kernels.charlm, differentiable=False)
+        self.jit_compile = kernels.xla if jit_compile is None else jit_compile
+        # With dropout the masks are drawn outside the compiled step: XLA's CPU random
+        # generator is slow (BENCHMARKS.md, dropout).
+        masks_outside = kernels.charlm and model_config is not None and model_config.dropout > 0
         # float16 activations need loss scaling so that small gradients do not
         # underflow; bfloat16 has float32's range and does not.
         self.loss_scaled = keras.mixed_precision.global_policy().name == "mixed_float16"
         with self.strategy.scope():
-            self.optimizer = make_optimizer(config)
+            self.optimizer = make_optimizer(train_config)
             if self.loss_scaled:
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model.trainable_variables)
-        replica_train = tf.function(self._replica_train, jit_compile=jit_compile) if jit_compile else self._replica_train
+        replica_train = tf.function(self._replica_train, jit_compile=True) if self.jit_compile else self._replica_train
         self._replica_train_fn = self._drawing_masks(replica_train) if masks_outside else replica_train
         self.train_step = tf.function(self._train_step)
         self._multi_step = {}
-        self._replica_eval_fn = tf.function(self._replica_eval, jit_compile=True) if xla else self._replica_eval
+        self._replica_eval_fn = tf.function(self._replica_eval, jit_compile=True) if kernels.xla else self._replica_eval
         self.eval_step = tf.function(self._eval_step)
 
     # -- steps ---------------------------------------------------------------
 
     def _drawing_masks(self, replica_train):
         """``replica_train`` with its dropout masks drawn first, by TensorFlow's own kernels."""
-        from charlm.nn.forward import dropout_masks
-
         def replica_train_with_masks(x, y, states):
             return replica_train(x, y, states, dropout_masks(self.model, self.model_config, x))
 
@@ -134,7 +134,7 @@ class Trainer:
         total = tf.distribute.get_replica_context().all_reduce(SUM, grads) if self.replicas > 1 else grads
         if self.loss_scaled:  # clip what the gradient is, not its scaled copy; the optimizer unscales
             total = [_scale(g, 1.0 / scale) for g in total]
-        factors, norm = clip_factors(total, self.config.clipnorm, self.config.clip_mode)
+        factors, norm = clip_factors(total, self.train_config.clipnorm, self.train_config.clip_mode)
         self.optimizer.apply([_scale(g, f) for g, f in zip(grads, factors)], variables)
         return loss, norm, tuple(tf.stop_gradient(s) for s in new_states)
 
@@ -181,15 +181,11 @@ class Trainer:
         """Windows ``start, ..., stop-1`` of ``batches`` (default: to the last), as
         ``train_step`` takes them."""
         if self.replicas == 1:
-            return batches.dataset(start, stop)
-        from charlm.training.distribute import replica_windows
-
+            return windows(batches, start, stop)
         return replica_windows(self.strategy, batches, start, stop)
 
     def zero_states(self, batch_size: int):
         """Fresh states for ``batch_size`` streams in all, split across replicas."""
-        from charlm.nn.model import zero_states
-
         rows = batch_size // self.replicas
         if self.replicas == 1:
             return tuple(zero_states(self.model_config, rows))
@@ -204,8 +200,6 @@ class Trainer:
         collective: every worker must call this together), so a checkpoint written
         by the chief holds every stream's state.
         """
-        import numpy as np
-
         if self.replicas == 1:
             return [np.asarray(s) for s in states]
         local = [self.strategy.experimental_local_results(s) for s in states]

@@ -22,7 +22,13 @@ import json
 from pathlib import Path
 
 from charlm.config import to_dict
-from charlm.training.run import HISTORY_FIELDS, Observer
+from charlm.fileio import check_writable_dir
+from charlm.runtime import import_keras
+from charlm.training.observers import HISTORY_FIELDS, Observer
+
+import_keras()
+import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
+from tensorflow.core.framework import summary_pb2  # noqa: E402
 
 # History columns written per epoch, and their tags.
 EPOCH_TAGS = {
@@ -35,8 +41,6 @@ EPOCH_TAGS = {
 
 
 def _metadata(plugin: str) -> bytes:
-    from tensorflow.core.framework import summary_pb2
-
     data = summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin)
     return summary_pb2.SummaryMetadata(plugin_data=data).SerializeToString()
 
@@ -58,16 +62,12 @@ class TensorBoardObserver(Observer):
         self._pending_row = None  # last epoch's history row, written once all observers filled it
 
     def on_train_begin(self, run):
-        import tensorflow as tf
-
-        from charlm.data.corpus import check_writable_dir
-
         check_writable_dir(self.log_dir)
         self.writer = tf.summary.create_file_writer(str(self.log_dir))
         self._scalar_meta, self._text_meta = _metadata("scalars"), _metadata("text")
         record = {
             "model": to_dict(run.lm.config),
-            "train": to_dict(run.config),
+            "train": to_dict(run.train_config),
             "tokenizer": {"kind": run.lm.tokenizer.kind, "vocab_size": run.lm.tokenizer.vocab_size},
         }
         self.add_text("run/config", "```\n" + json.dumps(record, indent=2) + "\n```", 0)
@@ -90,8 +90,6 @@ class TensorBoardObserver(Observer):
 
     def add_text(self, tag: str, text: str, step: int):
         """A text summary (markdown) at ``step``; used for generated samples."""
-        import tensorflow as tf
-
         if self.writer is None:
             return
         with self.writer.as_default():
@@ -99,8 +97,6 @@ class TensorBoardObserver(Observer):
 
     def add_scalars(self, values: dict, step: int):
         """Scalars ``{tag: number}`` at ``step``."""
-        import tensorflow as tf
-
         if self.writer is None:
             return
         with self.writer.as_default():

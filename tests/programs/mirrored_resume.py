@@ -19,7 +19,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import charlm  # noqa: E402
-from charlm.training.run import Observer  # noqa: E402
+from charlm.training.observers import Observer  # noqa: E402
 
 corpus, out, steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 SETTINGS = dict(cell="lstm", layers=2, hidden=32, embedding=16, batch_size=8, bptt=16, lr=0.01,

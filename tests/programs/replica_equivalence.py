@@ -21,7 +21,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from charlm.config import ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
 from charlm.data.prepare import prepare  # noqa: E402
 from charlm.nn.model import build_model  # noqa: E402
-from charlm.training.steps import Trainer  # noqa: E402
+from charlm.training.steps import CompiledSteps  # noqa: E402
 
 corpus, cell, clipnorm, steps = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 model_config = ModelConfig(cell=cell, layers=2, hidden=32, embedding=16)
@@ -35,7 +35,7 @@ def run(strategy):
     with strategy.scope():
         model = build_model(model_config, data.tokenizer.vocab_size)
         model.set_weights(initial)
-    trainer = Trainer(model, train_config, model_config, strategy)
+    trainer = CompiledSteps(model, model_config, train_config, strategy)
     states = trainer.zero_states(train_config.batch_size)
     losses, norms = [], []
     for x, y in trainer.windows(data.train, 0, steps):
