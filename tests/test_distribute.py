@@ -190,7 +190,7 @@ def test_fast_forward_equals_the_keras_model(tiny_model_path):
     tokens = lm.tokenizer.encode("the keys to the cabinet are here .\nthe key")[None, :]
     states = lm.zero_states(1)
     expected, expected_states = lm.logits(tokens, states)
-    logits, new_states = make_forward(lm.model, lm.config, fast=True)(tokens, states, False)
+    logits, new_states = make_forward(lm.model, lm.config, charlm_kernels=True)(tokens, states, False)
     np.testing.assert_allclose(logits.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
     for a, b in zip(expected_states, new_states):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5)
