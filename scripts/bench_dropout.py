@@ -1,7 +1,7 @@
 """Training throughput of models with dropout: charlm's compiled step against the same step
 uncompiled, side by side in one process.
 
-With dropout the trainer draws the masks with the model's own Dropout layers just before its
+With dropout the training step draws the masks with the model's own Dropout layers just before its
 XLA-compiled step (XLA's CPU random generator is slow); before that, models with dropout trained
 uncompiled. Both trainers here draw their masks the same way and start from the same weights and
 random state; they are timed in turn (``--rounds`` stretches of ``--steps`` steps after a
@@ -27,7 +27,7 @@ VOCAB = 65
 
 
 def bench(config, args):
-    """tokens/s of the uncompiled and the compiled trainer for one ``cell:layers:hidden:dropout``."""
+    """tokens/s of the uncompiled and the compiled training step for one ``cell:layers:hidden:dropout``."""
     import numpy as np
     import tensorflow as tf
 

@@ -10,7 +10,7 @@ share a process), and the workers are timed in turn, A B C A B C ..., after a wa
 
     keras           keras.layers.{LSTM,GRU,SimpleRNN} in a tf.function
     keras_jit       the same with jit_compile=True
-    charlm          charlm's Trainer, exactly as `charlm train` runs a window
+    charlm          charlm's compiled steps, exactly as `charlm train` runs a window
     charlm_eval     charlm's evaluation forward pass, as `charlm eval` runs a window of a long
                     text by default (its default streams as the batch, its default window)
     fast            charlm.nn.kernels.rnn_sequence (tf.while_loop) in a tf.function
@@ -115,7 +115,7 @@ def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
 
 
 def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
-    """Returns step(): one window through charlm's own Trainer, as ``charlm train`` runs it
+    """Returns step(): one window through charlm's own compiled steps, as ``charlm train`` runs it
     (variant "charlm"), or one window of evaluation as ``charlm eval`` runs it ("charlm_eval")."""
     # charlm's backend first, as `charlm train` starts: it sets the environment TensorFlow and
     # XLA read at start-up (the pooling allocator, XLA's region analysis).

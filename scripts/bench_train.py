@@ -3,7 +3,7 @@ the machine's own matrix-multiply ceiling, measured side by side in one run.
 
 For each configuration (embedding 64, 65 symbols, T=64, Adam, global-norm clipping at 5):
 
-    charlm      charlm's Trainer, as `charlm train` runs it
+    charlm      charlm's compiled steps, as `charlm train` runs them
     baseline    plain Keras: the same layers in a tf.function train step, nothing else
     torch       torch.nn.LSTM/GRU/RNN, hidden state detached between windows (when installed)
     eval        charlm's evaluation forward pass, as `charlm eval` runs a long text by default

@@ -1,4 +1,4 @@
-"""Fast forward and backward passes for Keras' built-in LSTM, GRU and SimpleRNN layers.
+"""charlm's own forward and backward passes for Keras' built-in LSTM, GRU and SimpleRNN layers.
 
 Plain Keras on CPU computes ``x_t · W`` inside its time loop and lets TensorFlow differentiate
 through that loop. The kernels here follow the cuDNN/oneDNN recipe instead:

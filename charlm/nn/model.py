@@ -30,7 +30,7 @@ def build_model(config: ModelConfig, vocab_size: int, on_gpu: bool = False) -> k
 
     ``on_gpu``: LSTM and GRU layers are built with ``use_cudnn=True``, so that a
     configuration cuDNN cannot run fails at the first step instead of silently
-    taking Keras' generic loop (about 10x slower). Keras does not save the
+    taking Keras' generic loop, many times slower. Keras does not save the
     setting: the model file loads anywhere with the default, "auto".
     """
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")

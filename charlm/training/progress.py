@@ -22,7 +22,7 @@ class Progress:
         self.next_milestone = 0.1
 
     def update(self, step: int, loss: float, tokens: int):
-        """``step`` steps done in this stretch, ``tokens`` trained in it, latest ``loss``."""
+        """``step`` steps done in this segment, ``tokens`` trained in it, latest ``loss``."""
         if not self.enabled:
             return
         now = time.perf_counter()
