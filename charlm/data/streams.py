@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from charlm.config import flag
 from charlm.errors import CharlmError
 
 
@@ -39,9 +40,9 @@ class StreamBatches:
         needed = batch_size * (bptt + 1)
         if len(ids) < needed:
             raise CharlmError(
-                f"the {split_name} split has {len(ids):,} tokens, but --batch-size {batch_size} x "
-                f"(--bptt {bptt} + 1) = {needed:,} are needed; lower --batch-size or --bptt"
-                + (", or raise --val-fraction" if split_name == "validation" else ", or use a larger corpus")
+                f"the {split_name} split has {len(ids):,} tokens, but {flag('batch_size')} {batch_size} x "
+                f"({flag('bptt')} {bptt} + 1) = {needed:,} are needed; lower {flag('batch_size')} or {flag('bptt')}"
+                + (f", or raise {flag('val_fraction')}" if split_name == "validation" else ", or use a larger corpus")
             )
         self.batch_size = batch_size
         self.bptt = bptt

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 
-from charlm.config import DeviceConfig
+from charlm.config import DeviceConfig, flag
 from charlm.errors import CharlmError
 from charlm.runtime import import_keras
 
@@ -80,6 +80,6 @@ def check_batch(strategy, batch_size: int):
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:
         raise CharlmError(
-            f"--batch-size {batch_size} does not split evenly over {replicas} replicas; "
+            f"{flag('batch_size')} {batch_size} does not split evenly over {replicas} replicas; "
             f"use a multiple of {replicas}"
         )

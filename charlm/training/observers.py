@@ -71,7 +71,7 @@ class SampleObserver(Observer):
         self.prompt = prompt
         self.echo = echo
         self.tensorboard = tensorboard
-        self.config = SampleConfig(length=length, temperature=temperature, seed=seed)  # checks the settings
+        self.sample_config = SampleConfig(length=length, temperature=temperature, seed=seed)  # checks the settings
         self.samples: list[tuple[int, str]] = []  # (step, generated text)
         self._sampler = None
 
@@ -90,9 +90,9 @@ class SampleObserver(Observer):
             # run, where a sampler with the weights as constants would recompile every time.
             self._sampler = Sampler(run.lm, variables=True)
         self._sampler.refresh()
-        text = self._sampler.run(self.prompt, self.config)[0].text
+        text = self._sampler.run(self.prompt, self.sample_config)[0].text
         self.samples.append((step, text))
-        header = f"sample at step {step} (seed {self.config.seed}, prompt {self.prompt!r})"
+        header = f"sample at step {step} (seed {self.sample_config.seed}, prompt {self.prompt!r})"
         if self.echo:
             # A progress bar redrawn in place on a terminal has no newline yet.
             lead = "\n" if getattr(run, "show_progress", False) and sys.stderr.isatty() else ""

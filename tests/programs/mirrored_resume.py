@@ -34,7 +34,7 @@ class Losses(Observer):
         self.losses[step] = logs["loss"]
 
     def on_train_begin(self, run):
-        self.replicas = run.trainer.replicas
+        self.replicas = run.steps.replicas
 
 
 def train(observer, **settings):
