@@ -99,6 +99,43 @@ def rnn_inference(cell, inputs, initial_states, kernel, recurrent_kernel, bias, 
     return _time_major(hs), list(final_states)
 
 
+# The per-step values :func:`rnn_trace` returns, by cell: an LSTM's gates i, f, o, its candidate
+# g and cell state c; a GRU's gates z, r and candidate g; a SimpleRNN's pre-activation a; and h.
+TRACED = {"lstm": ("i", "f", "g", "o", "c", "h"), "gru": ("z", "r", "g", "h"), "rnn": ("a", "h")}
+
+
+def rnn_trace(cell, inputs, initial_states, kernel, recurrent_kernel, bias, embedding=None):
+    """Runs one recurrent layer over a whole sequence, forward only, keeping every value inside
+    the cell at every step: what :func:`rnn_inference` computes, the same way, plus the values
+    that the layer never returns.
+
+    Returns:
+        (values, final_states): ``values`` maps each name of :data:`TRACED` for ``cell`` to a
+        (B, T, H) tensor; ``final_states`` is a list shaped like ``initial_states``.
+    """
+    _check(cell, initial_states)
+    xw = _input_projection(cell, inputs, kernel, bias, embedding)  # (T, B, G)
+    u = tf.convert_to_tensor(recurrent_kernel)
+    step = cell_step(cell, u, tf.convert_to_tensor(bias)[1] if cell == "gru" else None)
+    n_outputs = {"lstm": 3, "gru": 4, "rnn": 1}[cell]
+    states = tuple(tf.convert_to_tensor(s) for s in initial_states)
+    final_states, outputs = _time_loop(step, [xw], states, n_outputs, False)
+    units = u.shape[0]
+    if cell == "lstm":
+        s, c, h = outputs  # s: sigmoid of i, f, 2·(candidate pre-activation), o
+        i, f, sg, o = tf.split(s, 4, axis=2)
+        values = {"i": i, "f": f, "g": 2.0 * sg - 1.0, "o": o, "c": c, "h": h}
+    elif cell == "gru":
+        zr, hh, _, h = outputs
+        values = {"z": zr[..., :units], "r": zr[..., units:], "g": hh, "h": h}
+    else:
+        (h,) = outputs
+        # a_t = x_t·W + b + h_{t-1}·U, for all steps as one product after the loop.
+        a = xw + tf.reshape(tf.matmul(_flat(_shift_in(states[0], h)), u), tf.shape(h))
+        values = {"a": a, "h": h}
+    return {name: _time_major(values[name]) for name in TRACED[cell]}, list(final_states)
+
+
 def cell_step(cell, recurrent_kernel, recurrent_bias=None):
     """One step of a cell, in Keras' gate layout: ``step([xw_t], states) -> (new_states,
     outputs)``, where xw_t (B, G) = x_t·W + b_in is the step's input projection, ``states``

@@ -20,6 +20,7 @@ from charlm.runtime import import_keras
 keras = import_keras()
 import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
+from charlm.inspect.activations import activations  # noqa: E402
 from charlm.sample import generate  # noqa: E402
 
 
@@ -57,6 +58,12 @@ class LanguageModel:
         ``num_samples``. ``settings`` are those of :class:`charlm.config.SampleConfig`
         (length, temperature, greedy, top_k, top_p, num_samples, seed, stop)."""
         return generate(self, prompt, on_text=on_text, **settings)
+
+    def activations(self, text: str, **options):
+        """The values inside the model at every token of ``text``: each layer's h, an LSTM's c
+        and gates, a GRU's gates, a SimpleRNN's pre-activation, and each token's
+        log-probability; see :func:`charlm.inspect.activations.activations` for ``options``."""
+        return activations(self, text, **options)
 
     def save(self, path) -> Path:
         """Write the model file atomically (see :mod:`charlm.fileio`), so a crash never
