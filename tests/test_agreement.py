@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charlm.agreement.formats import Item, load, read_blimp, read_gulordava, read_tsv
 from charlm.agreement.stats import baseline_scores, summarize, wilson
-from tests.conftest import BUNDLED_SUITE, shared_data
+from tests.helpers import BUNDLED_SUITE, assert_one_line_error, invoke, shared_data
 
 TSV = (
     "prefix\tcorrect\twrong\tsuffix\tcondition\tn_attractors\tsubj_number\n"
@@ -34,23 +33,6 @@ BLIMP = [
      "one_prefix_word_good": "is", "one_prefix_word_bad": "are", "UID": "sv"},
     {"sentence_good": "the keys are old .", "sentence_bad": "the keys is old .", "UID": "sv"},
 ]
-
-
-def run(*args):
-    from charlm.cli import main
-
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result):
-    return result.exit_code != 0 and result.stderr.count("\n") == 1 and result.stderr.startswith("charlm: error:")
-
-
-@pytest.fixture(scope="module")
-def lm(tiny_model_path):
-    import charlm
-
-    return charlm.load(tiny_model_path)
 
 
 def write_gulordava(folder: Path, text=True, tab=True) -> Path:
@@ -273,7 +255,7 @@ def test_agree_cli_json_and_plot(tiny_model_path, tmp_path):
     blimp = tmp_path / "pairs.jsonl"
     blimp.write_text("\n".join(json.dumps(r) for r in BLIMP) + "\n", encoding="utf-8")
     plot = tmp_path / "acc.png"
-    result = run("agree", tiny_model_path, suite, blimp, "--json", "--plot", plot)
+    result = invoke("agree", tiny_model_path, suite, blimp, "--json", "--plot", plot)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["n"] == 4 and summary["skipped"] == 4 and len(summary["ci95"]) == 2
@@ -284,13 +266,13 @@ def test_agree_cli_json_and_plot(tiny_model_path, tmp_path):
     assert "skipped 4 items" in result.stderr
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
-    table = run("agree", tiny_model_path, suite)
+    table = invoke("agree", tiny_model_path, suite)
     assert table.exit_code == 0 and "always-sg" in table.stdout and "simple" in table.stdout
 
 
 @pytest.mark.slow
 def test_agree_full_suite_runs(tiny_model_path):
-    result = run("agree", tiny_model_path, BUNDLED_SUITE, "--json")
+    result = invoke("agree", tiny_model_path, BUNDLED_SUITE, "--json")
     summary = json.loads(result.stdout)
     assert summary["n"] == 2800 and summary["skipped"] == 0 and len(summary["by_condition"]) == 7
     # Content-blind baselines on the balanced suite: every cell has as many sg as pl items.
@@ -311,13 +293,11 @@ def test_agree_bad_input_is_one_line(tiny_model_path, tmp_path, content, name, m
         write_gulordava(tmp_path, text=False)
     elif content is not None:
         (tmp_path / name).write_text(content, encoding="utf-8")
-    result = run("agree", tiny_model_path, tmp_path / name)
-    assert one_line_error(result), result.output
-    assert message in result.stderr
+    assert_one_line_error(invoke("agree", tiny_model_path, tmp_path / name), message)
 
 
 def test_agree_unknown_format_choice(tiny_model_path, tmp_path):
-    assert run("agree", tiny_model_path, tmp_path, "--format", "xml").exit_code == 2
+    assert_one_line_error(invoke("agree", tiny_model_path, tmp_path, "--format", "xml"), "--format", code=2)
 
 
 def test_observer_adds_history_columns(lm, tmp_path):
@@ -354,7 +334,7 @@ def test_observer_refuses_unusable_file(tmp_path):
 def test_train_with_agreement(tiny_corpus, tmp_path):
     out, corpus = tmp_path / "run", tmp_path / "small.txt"
     corpus.write_text(tiny_corpus.read_text(encoding="utf-8")[:3000], encoding="utf-8")
-    result = run("train", corpus, "-o", out, "--layers", 1, "--hidden", 16, "--embedding", 8,
+    result = invoke("train", corpus, "-o", out, "--layers", 1, "--hidden", 16, "--embedding", 8,
                  "--batch-size", 4, "--bptt", 16, "--epochs", 2, "--val-fraction", 0.1,
                  "--agreement", BUNDLED_SUITE, "--quiet")
     assert result.exit_code == 0, result.output

@@ -8,7 +8,7 @@ from charlm.data.prepare import prepare
 from charlm.errors import CharlmError
 from charlm.data.streams import StreamBatches
 from charlm.training.windows import windows
-from tests.conftest import BUNDLED_CORPUS
+from tests.helpers import BUNDLED_CORPUS
 
 
 def test_streams_are_contiguous_on_the_bundled_corpus():

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.helpers import assert_one_line_error
+
 
 def test_python_m_charlm_help():
     run = subprocess.run([sys.executable, "-m", "charlm", "--help"], capture_output=True, text=True, timeout=120)
@@ -20,8 +22,7 @@ def test_python_m_charlm_help():
 def test_python_m_charlm_error_is_one_line(tmp_path):
     run = subprocess.run([sys.executable, "-m", "charlm", "plot", str(tmp_path)], capture_output=True, text=True,
                          timeout=120)
-    assert run.returncode == 1
-    assert run.stderr.startswith("charlm: error:") and run.stderr.count("\n") == 1
+    assert_one_line_error(run, "has no history.json")
 
 
 @pytest.mark.parametrize("command", ["info", "plot", "export"])

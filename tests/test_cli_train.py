@@ -7,29 +7,10 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
-
-from charlm.cli import main
-from tests.conftest import TINY
+from tests.helpers import assert_one_line_error, invoke
 
 FLAGS = ["--cell", "gru", "--layers", "1", "--hidden", "16", "--embedding", "8", "--batch-size", "4",
          "--bptt", "16", "--max-steps", "6", "--val-fraction", "0.1"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *fragments):
-    """A non-zero exit, and the error as one line, the last on stderr (progress lines such
-    as "tokenized ..." may come before it), with no traceback anywhere."""
-    assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("charlm: error:")]
-    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in errors[0]
 
 
 def test_help_is_fast_and_does_not_import_tensorflow():
@@ -101,7 +82,7 @@ def test_nonsense_hyperparameters(flag, value, tiny_corpus, tmp_path):
 
 
 def test_unknown_choice_is_one_line(tiny_corpus, tmp_path):
-    assert_one_line_error(invoke("train", tiny_corpus, "--cell", "transformer"), "--cell")
+    assert_one_line_error(invoke("train", tiny_corpus, "--cell", "transformer"), "--cell", code=2)
 
 
 def test_output_directory_not_writable(tiny_corpus, tmp_path):

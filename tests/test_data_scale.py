@@ -6,16 +6,14 @@ import unicodedata
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import charlm.data.corpus
-from charlm.cli import main
 from charlm.config import TokenizerConfig, TrainConfig
 from charlm.data.corpus import read_corpus, split_text
 from charlm.data.prepare import DataConfig, prepare
 from charlm.data.streams import StreamBatches
 from charlm.data.tokenizers import DOC, build_tokenizer
-from tests.conftest import BUNDLED_CORPUS
+from tests.helpers import BUNDLED_CORPUS, assert_one_line_error, invoke
 
 # Mixed scripts, combining marks, emoji, CRLF: every UTF-8 sequence length.
 MIXED = ("Grüße, naïve café — 日本語のテキスト 🙂🚀 e\u0301 ﬁ x\r\n"
@@ -35,12 +33,6 @@ def _in_memory(path, kind, train_config, normalization=None):
     B, T = train_config.batch_size, train_config.bptt
     return (tokenizer, StreamBatches(tokenizer.encode(train), B, T),
             StreamBatches(tokenizer.encode(val), B, T, "validation"), len(val))
-
-
-@pytest.fixture
-def tiny_chunks(monkeypatch):
-    """Read 7 bytes at a time: UTF-8 sequences, words and lines straddle every chunk border."""
-    monkeypatch.setattr(charlm.data.corpus, "CHUNK_BYTES", 7)
 
 
 def _mapped(array):
@@ -178,25 +170,14 @@ def test_glob_reads_matching_files_in_order(tmp_path):
     assert [os.path.basename(f) for f in data.files] == ["a.txt", "b.txt"]
 
 
-def _error_line(result):
-    lines = result.stderr.strip().splitlines()
-    assert result.exit_code != 0 and lines, result.output
-    assert lines[-1].startswith("charlm: error:") and "Traceback" not in result.output
-    return lines[-1]
-
-
 def test_bad_inputs_are_one_line_errors(tmp_path):
-    runner = CliRunner()
-    line = _error_line(runner.invoke(main, ["train", str(tmp_path / "nothing-*.txt"), "-o", str(tmp_path / "r")]))
-    assert "no files match" in line
+    assert_one_line_error(invoke("train", tmp_path / "nothing-*.txt", "-o", tmp_path / "r"), "no files match")
     (tmp_path / "file").write_text("x")
     corpus = tmp_path / "c.txt"
     corpus.write_text("some text " * 100)
-    line = _error_line(runner.invoke(main, ["train", str(corpus), "-o", str(tmp_path / "r"),
-                                            "--cache-dir", str(tmp_path / "file" / "cache")]))
-    assert "cache directory" in line and "--cache-dir" in line
-    line = _error_line(runner.invoke(main, ["train", str(corpus), "-o", str(tmp_path / "r"), "--tfds-split", "train"]))
-    assert "--tfds-split" in line and "tfds:" in line
+    assert_one_line_error(invoke("train", corpus, "-o", tmp_path / "r", "--cache-dir", tmp_path / "file" / "cache"),
+                          "cache directory", "--cache-dir")
+    assert_one_line_error(invoke("train", corpus, "-o", tmp_path / "r", "--tfds-split", "train"), "--tfds-split", "tfds:")
 
 
 def test_binary_files_in_a_directory_are_skipped_with_a_counted_warning(tmp_path, capsys):

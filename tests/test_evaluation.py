@@ -8,18 +8,10 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from tests.conftest import BUNDLED_CORPUS
+from tests.helpers import BUNDLED_CORPUS, assert_one_line_error, invoke
 
 TEXT = BUNDLED_CORPUS.read_text(encoding="utf-8")[:613]  # not a multiple of any window below
-
-
-@pytest.fixture(scope="module")
-def lm(tiny_model_path):
-    import charlm
-
-    return charlm.load(tiny_model_path)
 
 
 def reference_logprobs(lm, text):
@@ -32,12 +24,6 @@ def reference_logprobs(lm, text):
     logp = logits - logits.max(axis=1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
     return logp[np.arange(len(ids) - 1), ids[1:]]
-
-
-def run(*args):
-    from charlm.cli import main
-
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("model", ["lm", "wide_lm"])  # wide_lm: compiled with XLA
@@ -93,7 +79,7 @@ def test_evaluate_figures(lm):
 def test_eval_cli_json(tiny_model_path, tmp_path):
     path = tmp_path / "text.txt"
     path.write_text(TEXT, encoding="utf-8")
-    result = run("eval", tiny_model_path, path, "--json")
+    result = invoke("eval", tiny_model_path, path, "--json")
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     for key in ("loss", "perplexity", "bits_per_char", "bits_per_byte", "tokens", "chars", "bytes",
@@ -101,7 +87,7 @@ def test_eval_cli_json(tiny_model_path, tmp_path):
         assert key in figures
     assert figures["tokens"] == len(TEXT)
     assert figures["bits_per_char"] == pytest.approx(figures["loss"] / math.log(2))
-    text_result = run("eval", tiny_model_path, path)
+    text_result = invoke("eval", tiny_model_path, path)
     assert text_result.exit_code == 0 and "bits/char" in text_result.stdout
 
 
@@ -109,17 +95,17 @@ def test_score_rows_add_up_to_eval(tiny_model_path, tmp_path):
     text = "the keys are old .\nthe key is old .\n"
     path = tmp_path / "s.txt"
     path.write_text(text, encoding="utf-8")
-    tsv = run("score", tiny_model_path, "--text", text)
+    tsv = invoke("score", tiny_model_path, "--text", text)
     assert tsv.exit_code == 0, tsv.output
     lines = tsv.stdout.strip("\n").split("\n")
     assert lines[0] == "index\ttoken\tsurprisal_bits"
     rows = [line.split("\t") for line in lines[1:]]
     assert len(rows) == len(text)
     assert [r[1] for r in rows[:3]] == ["t", "h", "e"] and rows[18][1] == "\\n"
-    as_json = json.loads(run("score", tiny_model_path, path, "--json").stdout)
+    as_json = json.loads(invoke("score", tiny_model_path, path, "--json").stdout)
     bits = [row["surprisal"] for row in as_json["tokens"]]
     assert bits == pytest.approx([float(r[2]) for r in rows], abs=1e-3)
-    figures = json.loads(run("eval", tiny_model_path, path, "--json").stdout)
+    figures = json.loads(invoke("eval", tiny_model_path, path, "--json").stdout)
     assert sum(bits) == pytest.approx(figures["loss"] * figures["tokens"] / math.log(2), rel=1e-5)
 
 
@@ -135,7 +121,4 @@ def test_bad_input_is_one_line(tiny_model_path, tmp_path, args, message):
     text = tmp_path / "t.txt"
     text.write_text("the key is old .\n", encoding="utf-8")
     names = {"model": tiny_model_path, "missing": tmp_path / "nope.txt", "text": text}
-    result = run(*[a.format(**names) for a in args])
-    assert result.exit_code != 0
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("charlm: error:")
-    assert message in result.stderr
+    assert_one_line_error(invoke(*[a.format(**names) for a in args]), message)

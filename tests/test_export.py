@@ -9,9 +9,8 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from charlm.cli import main
+from tests.helpers import assert_one_line_error, invoke
 
 PROMPTS = ["The ", "", "the dogs near the cat\n", "Ünïcode ✓ and \t tabs  ", "a\n\nb"]
 
@@ -115,7 +114,7 @@ def test_saved_model_round_trip_in_a_fresh_process(tmp_path, tiny_model_path):
     from charlm.export import build_generator
 
     target = tmp_path / "served"
-    result = CliRunner().invoke(main, ["export", str(tiny_model_path), "--saved-model", str(target)])
+    result = invoke("export", tiny_model_path, "--saved-model", target)
     assert result.exit_code == 0, result.output
     assert (target / "saved_model.pb").exists()
     assert json.loads((target / "assets.extra" / "charlm.json").read_text())["signature"] == "serving_default"
@@ -137,10 +136,7 @@ def test_refuses_a_non_empty_directory_without_force(tmp_path):
     target.mkdir()
     (target / "keep.txt").write_text("mine")
     # The target is checked before the model is even read.
-    result = CliRunner().invoke(main, ["export", str(tmp_path / "model.keras"), "--saved-model", str(target)])
-    assert result.exit_code == 1
-    assert result.stderr.startswith("charlm: error:") and result.stderr.count("\n") == 1
-    assert "--force" in result.stderr
+    assert_one_line_error(invoke("export", tmp_path / "model.keras", "--saved-model", target), "--force")
     assert (target / "keep.txt").read_text() == "mine"
 
 
@@ -149,7 +145,7 @@ def test_force_replaces(tmp_path, tiny_model_path):
     target = tmp_path / "served"
     target.mkdir()
     (target / "old.txt").write_text("old")
-    result = CliRunner().invoke(main, ["export", str(tiny_model_path), "--saved-model", str(target), "--force"])
+    result = invoke("export", tiny_model_path, "--saved-model", target, "--force")
     assert result.exit_code == 0, result.output
     assert not (target / "old.txt").exists() and (target / "saved_model.pb").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]
@@ -158,7 +154,5 @@ def test_force_replaces(tmp_path, tiny_model_path):
 def test_export_of_a_non_model(tmp_path):
     bad = tmp_path / "notes.keras"
     bad.write_text("not a model")
-    result = CliRunner().invoke(main, ["export", str(bad), "--saved-model", str(tmp_path / "out")])
-    assert result.exit_code == 1
-    assert result.stderr.startswith("charlm: error:") and result.stderr.count("\n") == 1
+    assert_one_line_error(invoke("export", bad, "--saved-model", tmp_path / "out"), "notes.keras")
     assert not (tmp_path / "out").exists()

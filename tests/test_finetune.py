@@ -5,12 +5,10 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import charlm
-from charlm.cli import main
 from charlm.training.observers import Observer
-from tests.conftest import BUNDLED_CORPUS
+from tests.helpers import BUNDLED_CORPUS, assert_one_line_error, invoke
 
 PROMPT = "the keys to the cabinet are on the table .\n"
 NEW_TEXT = "Zürich 1984: Ωmega, ÆØÅ!\n"  # characters the agreement language never uses
@@ -89,9 +87,9 @@ def test_extend_vocab_adds_rows_and_keeps_old_ids_and_predictions(tiny_model_pat
 @pytest.mark.slow
 def test_fine_tuning_on_the_command_line_and_dropout_may_change(tiny_model_path, new_corpus, tmp_path):
     out = tmp_path / "cli"
-    result = CliRunner().invoke(main, ["train", str(new_corpus), "--init-from", str(tiny_model_path), "--out", str(out),
-                                       "--extend-vocab", "--dropout", "0.2", "--max-steps", "2", "--batch-size", "8",
-                                       "--bptt", "32", "--val-fraction", "0.1", "--json"])
+    result = invoke("train", new_corpus, "--init-from", tiny_model_path, "--out", out, "--extend-vocab",
+                    "--dropout", "0.2", "--max-steps", "2", "--batch-size", "8", "--bptt", "32", "--val-fraction", "0.1",
+                    "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["vocabulary"]["added"]
@@ -103,9 +101,6 @@ def test_fine_tuning_on_the_command_line_and_dropout_may_change(tiny_model_path,
 @pytest.mark.parametrize("flag,value", [("--hidden", 64), ("--cell", "gru"), ("--layers", 3), ("--tokenizer", "word")])
 def test_flags_that_contradict_the_model_are_refused(tiny_model_path, new_corpus, tmp_path, flag, value):
     out = tmp_path / "refused"
-    result = CliRunner().invoke(main, ["train", str(new_corpus), "--init-from", str(tiny_model_path),
-                                       "--out", str(out), flag, str(value)])
-    assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("charlm: error:") and f"{flag} {value} conflicts" in lines[0]
+    result = invoke("train", new_corpus, "--init-from", tiny_model_path, "--out", out, flag, value)
+    assert_one_line_error(result, f"{flag} {value} conflicts")
     assert not out.exists()

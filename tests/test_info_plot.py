@@ -7,21 +7,13 @@ import json
 import shutil
 
 import pytest
-from click.testing import CliRunner
-
-from charlm.cli import main
-
-
-def one_line_error(result, code=1):
-    assert result.exit_code == code, result.output
-    assert result.stderr.startswith("charlm: error:") and result.stderr.count("\n") == 1, result.stderr
-    return result.stderr
+from tests.helpers import assert_one_line_error, invoke
 
 
 def test_info_describes_the_tiny_model(tiny_model_path, tiny_run):
     import charlm
 
-    result = CliRunner().invoke(main, ["info", "--json", str(tiny_model_path)])
+    result = invoke("info", "--json", tiny_model_path)
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     lm = charlm.load(tiny_model_path)
@@ -36,7 +28,7 @@ def test_info_describes_the_tiny_model(tiny_model_path, tiny_run):
     assert info["train"]["bptt"] == 32 and len(info["corpus"]["sha256"]) == 64
     assert set(info["versions"]) == {"keras", "tensorflow"}
 
-    text = CliRunner().invoke(main, ["info", str(tiny_model_path)]).stdout
+    text = invoke("info", tiny_model_path).stdout
     assert f"charlm 2x32 LSTM language model, {lm.model.count_params():,} parameters" in text
     assert "tokenizer:   char, vocabulary of" in text
     assert repr("".join(lm.tokenizer.vocabulary[2:])) in text  # the characters, newline visible
@@ -48,11 +40,11 @@ def test_info_on_files_that_are_not_charlm_models(tmp_path):
 
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    assert "not a Keras model file" in one_line_error(CliRunner().invoke(main, ["info", str(text)]))
+    assert_one_line_error(invoke("info", text), "not a Keras model file")
     plain = tmp_path / "plain.keras"
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(plain)
-    assert "not a charlm model" in one_line_error(CliRunner().invoke(main, ["info", str(plain)]))
-    assert "not found" in one_line_error(CliRunner().invoke(main, ["info", str(tmp_path / "none.keras")]))
+    assert_one_line_error(invoke("info", plain), "not a charlm model")
+    assert_one_line_error(invoke("info", tmp_path / "none.keras"), "not found")
 
 
 def png_size(path):
@@ -64,7 +56,7 @@ def png_size(path):
 
 def test_plot_one_run(tiny_run, tmp_path):
     out = tmp_path / "run.png"
-    result = CliRunner().invoke(main, ["plot", tiny_run["run_dir"], "-o", str(out)])
+    result = invoke("plot", tiny_run["run_dir"], "-o", out)
     assert result.exit_code == 0, result.output
     width, height = png_size(out)
     assert 800 <= width <= 2000 and 300 <= height <= 1000
@@ -93,7 +85,7 @@ def fake_run(path, epochs=4, agreement=True, resumed_at=None):
 def test_plot_compares_runs_with_agreement(tiny_run, tmp_path):
     out = tmp_path / "compare.png"
     other = fake_run(tmp_path / "other")
-    result = CliRunner().invoke(main, ["plot", tiny_run["run_dir"], str(other), "-o", str(out)])
+    result = invoke("plot", tiny_run["run_dir"], other, "-o", out)
     assert result.exit_code == 0, result.output
     width, height = png_size(out)
     assert 800 <= width <= 2000 and 700 <= height <= 1600  # a second row: agreement accuracy
@@ -111,11 +103,10 @@ def test_step_log_reading_keeps_the_last_line_per_step(tmp_path):
 def test_plot_errors(tmp_path, tiny_run):
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "has no history.json" in one_line_error(CliRunner().invoke(main, ["plot", str(empty)]))
-    assert "not found" in one_line_error(CliRunner().invoke(main, ["plot", str(tmp_path / "nothing")]))
+    assert_one_line_error(invoke("plot", empty), "has no history.json")
+    assert_one_line_error(invoke("plot", tmp_path / "nothing"), "not found")
     run = shutil.copytree(tiny_run["run_dir"], tmp_path / "copy")
     (run / "history.json").write_text("[]")
-    assert "no epochs yet" in one_line_error(CliRunner().invoke(main, ["plot", str(run)]))
-    bad = one_line_error(CliRunner().invoke(main, ["plot", tiny_run["run_dir"], "-o", str(tmp_path / "x.txt")]))
-    assert ".png" in bad
+    assert_one_line_error(invoke("plot", run), "no epochs yet")
+    assert_one_line_error(invoke("plot", tiny_run["run_dir"], "-o", tmp_path / "x.txt"), ".png")
     assert not list(tmp_path.glob("*.txt")) and not list(tmp_path.glob(".*"))

@@ -18,15 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import charlm
-from charlm.training.checkpoint import list_checkpoints, read_arrays, read_state
-from charlm.cli import main
 from charlm.errors import CharlmError
+from charlm.training.checkpoint import list_checkpoints, read_arrays, read_state
 from charlm.training.observers import Observer
 from charlm.training.run import TrainingInterrupted
-from tests.conftest import BUNDLED_CORPUS, TINY
+from tests.helpers import BUNDLED_CORPUS, TINY, assert_one_line_error, invoke
 
 # 21 windows per epoch on the 6,000-character corpus; two epochs, a checkpoint every 5 steps.
 SETTINGS = dict(cell="lstm", layers=2, hidden=16, embedding=8, dropout=0.1, batch_size=8, bptt=32, epochs=2,
@@ -274,16 +272,7 @@ def test_real_processes_stopped_by_sigterm_and_sigkill_resume_exactly(tmp_path):
 
 
 def _one_line_error(args, *fragments):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == 1, result.output
-    # Progress lines (reading the corpus) may come first; the error is one line, the last.
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("charlm: error:"), result.stderr
-    assert sum(line.startswith("charlm: error:") for line in lines) == 1
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[-1], lines[-1]
-    return lines[-1]
+    return assert_one_line_error(invoke(*args), *fragments)
 
 
 @pytest.mark.parametrize("flag,value", [

@@ -11,20 +11,11 @@ import zipfile
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from charlm.cli import main
 from charlm.errors import CharlmError
-from conftest import REPO
+from tests.helpers import REPO, assert_one_line_error, invoke
 
 PROMPT = "the dogs near the "
-
-
-@pytest.fixture(scope="module")
-def lm(tiny_model_path):
-    import charlm
-
-    return charlm.load(tiny_model_path)
 
 
 def _untrained(tokenizer, cell, tmp_path):
@@ -258,14 +249,7 @@ def test_top_k_larger_than_vocabulary(lm):
 
 
 def _run(*args):
-    return CliRunner().invoke(main, ["sample", *map(str, args)])
-
-
-def _one_line_error(result):
-    assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("charlm: error:"), result.stderr
-    assert "Traceback" not in result.output
+    return invoke("sample", *args)
 
 
 @pytest.mark.slow  # compiles loops for another model or batch size
@@ -293,23 +277,27 @@ def test_cli_plain_text_is_prompt_and_sample(tiny_model_path, lm):
 
 
 @pytest.mark.parametrize(
-    "flags",
-    [["--temperature", "0"], ["--temperature", "-0.5"], ["--top-p", "0"], ["--top-p", "1.01"],
-     ["--top-k", "0"], ["--length", "0"], ["--top-k", "100000"], ["--prompt-file", "/nonexistent/p.txt"]],
+    "flags,fragment",
+    [(["--temperature", "0"], "--temperature must be a positive number, got 0.0"),
+     (["--temperature", "-0.5"], "--temperature must be a positive number, got -0.5"),
+     (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"), (["--top-p", "1.01"], "--top-p must be in (0, 1]"),
+     (["--top-k", "0"], "--top-k must be at least 1"), (["--length", "0"], "--length must be at least 1"),
+     (["--top-k", "100000"], f"--top-k must be at most the vocabulary size"),
+     (["--prompt-file", "/nonexistent/p.txt"], "prompt file not found: /nonexistent/p.txt")],
 )
-def test_cli_bad_flags(tiny_model_path, flags):
-    _one_line_error(_run(tiny_model_path, *flags))
+def test_cli_bad_flags(tiny_model_path, flags, fragment):
+    assert_one_line_error(_run(tiny_model_path, *flags), fragment)
 
 
 def test_cli_bad_model_files(tmp_path):
-    _one_line_error(_run(tmp_path / "missing.keras"))
+    assert_one_line_error(_run(tmp_path / "missing.keras"))
     not_zip = tmp_path / "notzip.keras"
     not_zip.write_text("hello")
-    _one_line_error(_run(not_zip))
+    assert_one_line_error(_run(not_zip))
     other = tmp_path / "other.keras"
     with zipfile.ZipFile(other, "w") as archive:
         archive.writestr("config.json", "{}")
-    _one_line_error(_run(other))
+    assert_one_line_error(_run(other))
 
 
 @pytest.mark.slow

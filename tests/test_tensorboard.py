@@ -7,9 +7,8 @@ import csv
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from charlm.cli import main
+from tests.helpers import assert_one_line_error, invoke
 
 STEPS = 20
 FLAGS = ["--cell", "gru", "--layers", "1", "--hidden", "24", "--embedding", "8", "--batch-size", "8",
@@ -20,10 +19,8 @@ FLAGS = ["--cell", "gru", "--layers", "1", "--hidden", "24", "--embedding", "8",
 @pytest.fixture(scope="module")
 def monitored_run(tmp_path_factory, tiny_corpus):
     out = tmp_path_factory.mktemp("monitored")
-    result = CliRunner().invoke(main, [
-        "train", str(tiny_corpus), "--out", str(out / "run"), "--tensorboard", str(out / "tb"),
-        "--sample-every", "10", "--sample-length", "30", "--sample-prompt", "The ", *FLAGS,
-    ])
+    result = invoke("train", tiny_corpus, "--out", out / "run", "--tensorboard", out / "tb",
+                    "--sample-every", "10", "--sample-length", "30", "--sample-prompt", "The ", *FLAGS)
     assert result.exit_code == 0, result.output
     return out, result
 
@@ -104,6 +101,4 @@ def test_step_log(monitored_run):
 
 
 def test_bad_sample_flags():
-    result = CliRunner().invoke(main, ["train", "--sample-every", "0"])
-    assert result.exit_code == 2
-    assert result.stderr.startswith("charlm: error:") and result.stderr.count("\n") == 1
+    assert_one_line_error(invoke("train", "--sample-every", "0"), "--sample-every", code=2)

@@ -6,12 +6,10 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from charlm.cli import main
 from charlm.config import TokenizerConfig, TrainConfig
 from charlm.data.prepare import DataConfig, prepare
-from tests.conftest import BUNDLED_CORPUS, TINY, shared_data
+from tests.helpers import BUNDLED_CORPUS, TINY, assert_one_line_error, invoke, shared_data
 
 pytestmark = pytest.mark.slow  # TFDS takes seconds to import and to prepare a dataset
 
@@ -54,10 +52,8 @@ def test_locally_prepared_dataset_gives_its_splits_as_tokens(data_dir, tmp_path)
 def test_charlm_train_on_a_tfds_dataset(data_dir, tmp_path):
     settings = {**TINY, "max_steps": 10}
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
-    result = CliRunner().invoke(main, [
-        "train", "tfds:charlm_agreement", "--tfds-data-dir", str(data_dir), "--cache-dir", str(tmp_path / "c"),
-        "-o", str(tmp_path / "run"), "--json", "-q", *flags,
-    ])
+    result = invoke("train", "tfds:charlm_agreement", "--tfds-data-dir", data_dir, "--cache-dir", tmp_path / "c",
+                    "-o", tmp_path / "run", "--json", "-q", *flags)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 10 and np.isfinite(summary["best_val_loss"])
@@ -73,13 +69,6 @@ def test_project_dataset_is_prepared_on_first_use(tmp_path):
     assert data.train_tokens > 500_000 and data.val_tokens > 20_000
 
 
-def _error_line(result):
-    lines = result.stderr.strip().splitlines()
-    assert result.exit_code != 0 and lines, result.output
-    assert lines[-1].startswith("charlm: error:") and "Traceback" not in result.output
-    return lines[-1]
-
-
 @pytest.mark.parametrize("args,expected", [
     (["tfds:no_such_dataset_xyz"], "unknown TFDS dataset 'no_such_dataset_xyz'"),
     (["tfds:charlm_agreement", "--tfds-key", "book_text"], "no feature 'book_text'; its text features: text"),
@@ -88,19 +77,16 @@ def _error_line(result):
     (["tfds:charlm_agreement", "more.txt"], "must be the only corpus"),
 ])
 def test_bad_tfds_input_is_one_line(data_dir, tmp_path, args, expected):
-    result = CliRunner().invoke(main, ["train", *args, "--tfds-data-dir", str(data_dir), "-o", str(tmp_path / "r")])
-    assert expected in _error_line(result)
+    assert_one_line_error(invoke("train", *args, "--tfds-data-dir", data_dir, "-o", tmp_path / "r"), expected)
 
 
 def test_unprepared_public_dataset_says_how_to_prepare_offline_without_hanging(tmp_path):
     started = time.monotonic()
-    result = CliRunner().invoke(main, ["train", "tfds:tiny_shakespeare", "--tfds-data-dir", str(tmp_path),
-                                       "-o", str(tmp_path / "r")])
-    line = _error_line(result)
-    assert "not prepared" in line and "--tfds-manual-dir" in line and "input.txt" in line
-    result = CliRunner().invoke(main, ["train", "tfds:tiny_shakespeare", "--tfds-data-dir", str(tmp_path),
-                                       "--tfds-manual-dir", str(tmp_path), "-o", str(tmp_path / "r")])
-    assert "needs input.txt in --tfds-manual-dir" in _error_line(result)
+    result = invoke("train", "tfds:tiny_shakespeare", "--tfds-data-dir", tmp_path, "-o", tmp_path / "r")
+    assert_one_line_error(result, "not prepared", "--tfds-manual-dir", "input.txt")
+    result = invoke("train", "tfds:tiny_shakespeare", "--tfds-data-dir", tmp_path, "--tfds-manual-dir", tmp_path,
+                    "-o", tmp_path / "r")
+    assert_one_line_error(result, "needs input.txt in --tfds-manual-dir")
     assert time.monotonic() - started < 60  # refused, never a download attempt with retries
     assert not (tmp_path / "r").exists()
 

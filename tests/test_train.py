@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import charlm
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 
 def _quiet_train(corpus, out, **settings):
