@@ -82,29 +82,54 @@ class Activations:
         return self.values[layer][name]
 
 
+@dataclass
+class Window:
+    """One window of a text as :func:`read_windows` reads it."""
+
+    at: slice  # the text positions of the rows of ``values``, ``top_ids`` and ``top_probs``
+    values: list  # per layer {name: (rows, H)}; empty for a layer not kept
+    predicted: np.ndarray  # the text positions whose log-probability ``logp`` holds
+    logp: np.ndarray
+    top_ids: np.ndarray  # (rows, k)
+    top_probs: np.ndarray  # (rows, k)
+    states: list  # the states after the window's last token, (1, H) each
+
+
 def activations(lm, text: str, names=None, layers=None, top_k: int = 0, window: int = WINDOW) -> Activations:
     """The values inside ``lm`` (a :class:`charlm.nn.lm.LanguageModel`) at every token of
     ``text``; see :class:`Activations`. ``names`` and ``layers`` (0-based) restrict what is kept
     (default: everything), which bounds the memory of long texts; ``top_k`` also keeps the
     ``top_k`` most likely next tokens after each token."""
-    if not text:
-        raise CharlmError("the text is empty")
-    cell = lm.config.cell
-    names = tuple(TRACED[cell] if names is None else names)
-    for name in names:
-        if name not in TRACED[cell]:
-            raise CharlmError(f"a {cell} layer has no {name!r}; it has {', '.join(TRACED[cell])}")
-    kept_layers = range(lm.config.layers) if layers is None else layers
-    top_k = min(top_k, lm.tokenizer.vocab_size)
-    ids = lm.tokenizer.encode(text).astype(np.int32)
-    start = start_ids(lm.tokenizer)
-    seq = np.concatenate([start, ids]).astype(np.int32)  # read in full; the model predicts seq[j+1] after seq[j]
-    n, first = len(ids), len(start)
-    values = [{name: np.zeros((n, lm.config.hidden), np.float32) for name in names} if i in kept_layers else {}
+    ids = lm.tokenizer.encode(text).astype(np.int32) if text else np.zeros(0, np.int32)
+    n, top_k = len(ids), min(top_k, lm.tokenizer.vocab_size)
+    names, layers = _check(lm, text, names, layers)
+    values = [{name: np.zeros((n, lm.config.hidden), np.float32) for name in names} if i in layers else {}
               for i in range(lm.config.layers)]
     logp = np.full(n, np.nan)
     top_ids, top_probs = np.zeros((n, top_k), np.int32), np.zeros((n, top_k), np.float32)
-    trace = _tracer(lm, names, top_k)
+    states = None
+    for part in read_windows(lm, ids, names, layers, top_k, window):
+        for kept, part_values in zip(values, part.values):
+            for name in kept:
+                kept[name][part.at] = part_values[name]
+        logp[part.predicted] = part.logp
+        top_ids[part.at], top_probs[part.at] = part.top_ids, part.top_probs
+        states = part.states
+    return Activations(lm.config.cell, ids, [token_label(lm.tokenizer, i) for i in ids],
+                       text_pieces(lm.tokenizer, text), values, logp, top_ids, top_probs,
+                       [s.numpy()[0] for s in states])
+
+
+def read_windows(lm, ids, names=None, layers=None, top_k: int = 0, window: int = WINDOW):
+    """The values inside ``lm`` over the token ids ``ids`` of a text, one :class:`Window` of
+    up to ``window`` tokens at a time, for callers that summarise a long text as they read it
+    (memory does not grow with the text). The text is read after the fixed line-break context
+    of :func:`charlm.evaluate.start_ids`, the state carried from window to window."""
+    names, layers = _check(lm, "text" if len(ids) else "", names, layers)
+    start = start_ids(lm.tokenizer)
+    seq = np.concatenate([start, ids]).astype(np.int32)  # the model predicts seq[j+1] after reading seq[j]
+    n, first = len(ids), len(start)
+    trace = _tracer(lm, names, layers, min(top_k, lm.tokenizer.vocab_size))
     states = lm.zero_states(1)
     for begin in range(0, len(seq), window):
         chunk = seq[begin : begin + window]
@@ -113,15 +138,27 @@ def activations(lm, text: str, names=None, layers=None, top_k: int = 0, window: 
         # Row j of the chunk is token begin + j of seq, i.e. token begin + j - first of the text.
         lo = max(begin, first)
         rows, at = slice(lo - begin, len(chunk)), slice(lo - first, begin + len(chunk) - first)
-        for layer, kept in enumerate(values):
-            for name in kept:
-                kept[name][at] = layer_values[layer][name][0, rows]
         predicted = np.arange(begin, begin + len(chunk)) + 1 - first  # text position of seq[j+1]
         valid = (predicted >= 0) & (predicted < n)
-        logp[predicted[valid]] = chunk_logp[0, valid]
-        top_ids[at], top_probs[at] = chunk_top[0, rows], chunk_probs[0, rows]
-    return Activations(cell, ids, [token_label(lm.tokenizer, i) for i in ids], text_pieces(lm.tokenizer, text),
-                       values, logp, top_ids, top_probs, [s.numpy()[0] for s in states])
+        yield Window(at, [{name: v[0, rows] for name, v in kept.items()} for kept in layer_values],
+                     predicted[valid], chunk_logp[0, valid], chunk_top[0, rows], chunk_probs[0, rows], states)
+
+
+def _check(lm, text, names, layers) -> tuple[tuple, tuple]:
+    """The names and layers asked for (default: all), checked; one-line errors."""
+    if not text:
+        raise CharlmError("the text is empty")
+    cell = lm.config.cell
+    names = tuple(TRACED[cell] if names is None else names)
+    for name in names:
+        if name not in TRACED[cell]:
+            raise CharlmError(f"a {cell} layer has no {name!r}; it has {', '.join(TRACED[cell])}")
+    layers = tuple(range(lm.config.layers) if layers is None else layers)
+    for layer in layers:
+        if not 0 <= layer < lm.config.layers:
+            raise CharlmError(f"layer {layer + 1} does not exist: the model has {lm.config.layers} "
+                              f"layer(s), 1 to {lm.config.layers}")
+    return names, layers
 
 
 def text_pieces(tokenizer, text: str) -> list:
@@ -134,25 +171,26 @@ def text_pieces(tokenizer, text: str) -> list:
     return [piece for char in text for piece in [char] + [""] * (len(char.encode("utf-8")) - 1)]
 
 
-def _tracer(lm, names, top_k):
-    """The compiled pass ``(tokens (1, T), targets (1, T), states) -> (per layer {name: (1, T, H)},
-    logp (1, T), top ids (1, T, k), top probs (1, T, k), final states)``."""
+def _tracer(lm, names, layers, top_k):
+    """The compiled pass ``(tokens (1, T), targets (1, T), states) -> (per layer {name: (1, T, H)}
+    (empty for the layers not in ``layers``), logp (1, T), top ids (1, T, k), top probs (1, T, k),
+    final states)``, with NumPy arrays but for the states."""
     model, config = lm.model, lm.config
     embedding = model.get_layer("embedding").embeddings
-    layers, dense = recurrent_layers(model), model.get_layer("logits")
+    rnns, dense = recurrent_layers(model), model.get_layer("logits")
     k = config.states_per_layer
 
     @tf.function(reduce_retracing=True)
     def trace(tokens, targets, states):
         x, first_embedding = tokens, embedding
         per_layer, final = [], []
-        for i, layer in enumerate(layers):
-            cell = layer.cell
+        for i, rnn in enumerate(rnns):
+            cell = rnn.cell
             values, layer_final = rnn_trace(config.cell, x, list(states[i * k : (i + 1) * k]), cell.kernel,
                                             cell.recurrent_kernel, cell.bias, embedding=first_embedding)
             first_embedding = None
             x = values["h"]
-            per_layer.append({name: values[name] for name in names})
+            per_layer.append({name: values[name] for name in names} if i in layers else {})
             final.extend(layer_final)
         logits = tf.cast(dense(x), tf.float32)  # (1, T, V)
         logp = -tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
