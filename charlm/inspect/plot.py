@@ -1,0 +1,94 @@
+"""Pictures of what the inspection tools measure: gate saturation and feature correlations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+
+from charlm.errors import CharlmError
+from charlm.fileio import atomic_path
+from charlm.inspect.activations import NAMES
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+
+def check_png(path) -> Path:
+    """``path`` as a PNG to write, or a one-line error before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise CharlmError(f"--plot writes a PNG; give a file name ending in .png, not {path.name}")
+    if not path.parent.is_dir():
+        raise CharlmError(f"--plot: directory {path.parent} does not exist")
+    return path
+
+
+def plot_saturation(result: dict, path, title: str | None = None) -> Path:
+    """Karpathy's saturation scatter of :func:`charlm.inspect.saturation.saturation`'s result:
+    a panel per layer (rows) and gate (columns), a point per unit at (fraction left-saturated,
+    fraction right-saturated)."""
+    path = check_png(path)
+    layers = result["layers"]
+    gates = list(layers[0])
+    figure, axes = plt.subplots(len(layers), len(gates), figsize=(3.2 * len(gates), 3.1 * len(layers)),
+                                squeeze=False, constrained_layout=True)
+    for row, per_gate in enumerate(layers):
+        for column, gate in enumerate(gates):
+            ax = axes[row][column]
+            ax.plot([0, 1], [1, 0], color="0.8", lw=0.8)  # left + right = 1: always saturated
+            ax.scatter(per_gate[gate]["left"], per_gate[gate]["right"], s=9, alpha=0.6, color="#4c72b0")
+            ax.set_xlim(-0.02, 1.02)
+            ax.set_ylim(-0.02, 1.02)
+            name = NAMES[gate] if result["cell"] != "rnn" else "h, |h| > 0.9"
+            ax.set_title(f"layer {row + 1}: {name}", fontsize=9)
+            ax.set_xlabel(f"fraction left-saturated (< {result['thresholds']['left']:g})", fontsize=8)
+            ax.set_ylabel(f"fraction right-saturated (> {result['thresholds']['right']:g})", fontsize=8)
+            ax.grid(alpha=0.3)
+    figure.suptitle(title or f"{result['cell'].upper()} gate saturation over {result['tokens']:,} tokens")
+    return _save(figure, path)
+
+
+def plot_features(result: dict, path, title: str | None = None) -> Path:
+    """The units that track each feature of :func:`charlm.inspect.features.feature_correlations`'
+    result: a panel per feature with every unit's correlation, sorted, and the strongest named."""
+    path = check_png(path)
+    features = result["features"]
+    columns = min(3, len(features))
+    rows = -(-len(features) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False,
+                                constrained_layout=True)
+    for index, feature in enumerate(features):
+        ax = axes[index // columns][index % columns]
+        entry = result["by_feature"][feature]
+        for name, per_layer in entry["correlations"].items():
+            for layer, values in enumerate(per_layer):
+                r = np.sort(np.array([v for v in values if v is not None]))[::-1]
+                ax.plot(np.arange(len(r)), r, lw=1.2, label=f"{name}, layer {layer + 1}")
+        for best in entry["top"][:3]:
+            ax.annotate(f"{best['layer']}:{best['unit']} ({best['r']:+.2f})", xy=(0.02, 0), xycoords="axes fraction",
+                        fontsize=7, xytext=(0.02, 0.9 - 0.08 * entry["top"].index(best)), textcoords="axes fraction")
+        if not entry["top"]:
+            ax.text(0.5, 0.5, "does not vary in this text", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=9, color="0.4")
+        ax.axhline(0, color="0.6", lw=0.8)
+        ax.set_ylim(-1.02, 1.02)
+        ax.set_title(feature.replace("_", " "), fontsize=9)
+        ax.set_xlabel("units, by correlation", fontsize=8)
+        ax.set_ylabel("Pearson r", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    for index in range(len(features), rows * columns):
+        axes[index // columns][index % columns].axis("off")
+    figure.suptitle(title or f"unit correlations with text features over {result['tokens']:,} tokens")
+    return _save(figure, path)
+
+
+def _save(figure, path: Path) -> Path:
+    try:
+        with atomic_path(path, fsync=False) as tmp:
+            figure.savefig(tmp, dpi=110)
+    finally:
+        plt.close(figure)
+    return path
