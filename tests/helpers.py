@@ -117,23 +117,14 @@ def lm(tiny_model_path):
 
 
 @pytest.fixture(scope="session")
-def wide_lm(tiny_model_path):
+def wide_lm(lm):
     """An untrained one-layer LSTM of 128 units over the tiny model's vocabulary: wide enough
     that evaluation compiles its forward pass with XLA (``charlm.runtime.choose_kernels``)."""
-    import charlm
     from charlm.config import ModelConfig
     from charlm.nn.lm import LanguageModel
     from charlm.nn.model import build_model
 
-    tokenizer = charlm.load(tiny_model_path).tokenizer
+    tokenizer = lm.tokenizer
     config = ModelConfig(cell="lstm", layers=1, hidden=128, embedding=16)
     return LanguageModel(build_model(config, tokenizer.vocab_size), tokenizer, config)
 
-
-@pytest.fixture
-def tiny_chunks(monkeypatch):
-    """Corpus files read 7 bytes at a time: UTF-8 sequences, words and lines straddle every
-    chunk border."""
-    import charlm.data.corpus
-
-    monkeypatch.setattr(charlm.data.corpus, "CHUNK_BYTES", 7)

@@ -282,7 +282,7 @@ def test_cli_plain_text_is_prompt_and_sample(tiny_model_path, lm):
      (["--temperature", "-0.5"], "--temperature must be a positive number, got -0.5"),
      (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"), (["--top-p", "1.01"], "--top-p must be in (0, 1]"),
      (["--top-k", "0"], "--top-k must be at least 1"), (["--length", "0"], "--length must be at least 1"),
-     (["--top-k", "100000"], f"--top-k must be at most the vocabulary size"),
+     (["--top-k", "100000"], "--top-k must be at most the vocabulary size"),
      (["--prompt-file", "/nonexistent/p.txt"], "prompt file not found: /nonexistent/p.txt")],
 )
 def test_cli_bad_flags(tiny_model_path, flags, fragment):

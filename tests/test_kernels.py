@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from charlm.nn import kernels as fast_rnn
+from charlm.nn import kernels
 from charlm.nn.kernels import rnn_inference, rnn_sequence
 
 LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
@@ -49,7 +49,7 @@ def _keras_run(layer):
     return run
 
 
-def _fast_run(cell, layer):
+def _charlm_run(cell, layer):
     kernel, recurrent_kernel, bias = (layer.cell.kernel, layer.cell.recurrent_kernel,
                                       layer.cell.bias)
 
@@ -71,7 +71,7 @@ def test_matches_keras(cell, steps, mode):
     expected = _loss_and_grads(_keras_run(layer), layer, x, states, r_out, r_states)
 
     def fast(x, states, r_out, r_states):
-        return _loss_and_grads(_fast_run(cell, layer), layer, x, states, r_out, r_states)
+        return _loss_and_grads(_charlm_run(cell, layer), layer, x, states, r_out, r_states)
 
     if mode != "eager":
         fast = tf.function(fast, jit_compile=(mode == "jit"))
@@ -94,12 +94,12 @@ def test_lstm_gate_gradients_written_over_the_gates_match_keras(in_place, mode, 
     """The LSTM backward pass writes its gate gradients over the gates where XLA's region
     analysis is in force, into a new array otherwise: the same gradients either way, compiled or
     not (the suite's process may have either, so both are forced here)."""
-    monkeypatch.setattr(fast_rnn, "xla_region_analysis", lambda: in_place)
+    monkeypatch.setattr(kernels, "xla_region_analysis", lambda: in_place)
     layer, x, states, r_out, r_states = _setup("lstm", 6, seed=3)
     expected = _loss_and_grads(_keras_run(layer), layer, x, states, r_out, r_states)
 
     def fast(x, states, r_out, r_states):
-        return _loss_and_grads(_fast_run("lstm", layer), layer, x, states, r_out, r_states)
+        return _loss_and_grads(_charlm_run("lstm", layer), layer, x, states, r_out, r_states)
 
     if mode != "eager":
         fast = tf.function(fast, jit_compile=(mode == "jit"))
@@ -112,10 +112,10 @@ def test_lstm_gate_gradients_written_over_the_gates_match_keras(in_place, mode, 
 @pytest.mark.parametrize("cell", list(LAYERS))
 def test_transposed_read_of_the_recurrent_kernel_matches_keras(cell, monkeypatch):
     """Wide layers' backward recurrence reads U transposed inside its product; same gradients."""
-    monkeypatch.setattr(fast_rnn, "TRANSPOSED_READ_MIN_UNITS", H)
+    monkeypatch.setattr(kernels, "TRANSPOSED_READ_MIN_UNITS", H)
     layer, x, states, r_out, r_states = _setup(cell, 5, seed=2)
     expected = _loss_and_grads(_keras_run(layer), layer, x, states, r_out, r_states)
-    actual = _loss_and_grads(_fast_run(cell, layer), layer, x, states, r_out, r_states)
+    actual = _loss_and_grads(_charlm_run(cell, layer), layer, x, states, r_out, r_states)
     for a, e in zip(actual[2], expected[2]):
         _assert_close(a, e, "gradient")
 
@@ -132,7 +132,7 @@ def test_loss_on_one_final_state_only(cell):
             loss = tf.reduce_sum(finals[-1] * r_states[-1])
         return tape.gradient(loss, [x, *layer.trainable_variables])
 
-    for a, e in zip(grads(_fast_run(cell, layer)), grads(_keras_run(layer))):
+    for a, e in zip(grads(_charlm_run(cell, layer)), grads(_keras_run(layer))):
         _assert_close(a, e, "gradient")
 
 

@@ -1,4 +1,7 @@
-"""Streaming tokenization into a cached, memory-mapped token file (charlm.data.tokenfile)."""
+"""Streaming tokenization into a cached, memory-mapped token file (charlm.data.tokenfile): the
+same batches as tokenizing the whole text in memory, read in chunks of any size; documents
+separated by <doc>; the cache reused, never for another corpus, rebuilt when damaged; invalid
+UTF-8 located or replaced; the narrowest dtype for the ids."""
 
 import json
 import os
@@ -12,8 +15,9 @@ from charlm.config import TokenizerConfig, TrainConfig
 from charlm.data.corpus import read_corpus, split_text
 from charlm.data.prepare import DataConfig, prepare
 from charlm.data.streams import StreamBatches
+from charlm.data.tokenfile import token_dtype
 from charlm.data.tokenizers import DOC, build_tokenizer
-from tests.helpers import BUNDLED_CORPUS, assert_one_line_error, invoke
+from tests.helpers import BUNDLED_CORPUS
 
 # Mixed scripts, combining marks, emoji, CRLF: every UTF-8 sequence length.
 MIXED = ("Grüße, naïve café — 日本語のテキスト 🙂🚀 e\u0301 ﬁ x\r\n"
@@ -33,6 +37,12 @@ def _in_memory(path, kind, train_config, normalization=None):
     B, T = train_config.batch_size, train_config.bptt
     return (tokenizer, StreamBatches(tokenizer.encode(train), B, T),
             StreamBatches(tokenizer.encode(val), B, T, "validation"), len(val))
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch):
+    """Read 7 bytes at a time: UTF-8 sequences, words and lines straddle every chunk border."""
+    monkeypatch.setattr(charlm.data.corpus, "CHUNK_BYTES", 7)
 
 
 def _mapped(array):
@@ -163,35 +173,6 @@ def test_normalization_equals_whole_text_normalization_across_chunks(tmp_path, t
     assert data.tokenizer.vocabulary[2:] == sorted(set(unicodedata.normalize("NFC", train)))
 
 
-def test_glob_reads_matching_files_in_order(tmp_path):
-    for name in ("b.txt", "a.txt", "c.md"):
-        (tmp_path / name).write_text(f"{name} " * 200)
-    data = prepare([str(tmp_path / "*.txt")], TokenizerConfig(), _config(batch_size=2, bptt=4))
-    assert [os.path.basename(f) for f in data.files] == ["a.txt", "b.txt"]
-
-
-def test_bad_inputs_are_one_line_errors(tmp_path):
-    assert_one_line_error(invoke("train", tmp_path / "nothing-*.txt", "-o", tmp_path / "r"), "no files match")
-    (tmp_path / "file").write_text("x")
-    corpus = tmp_path / "c.txt"
-    corpus.write_text("some text " * 100)
-    assert_one_line_error(invoke("train", corpus, "-o", tmp_path / "r", "--cache-dir", tmp_path / "file" / "cache"),
-                          "cache directory", "--cache-dir")
-    assert_one_line_error(invoke("train", corpus, "-o", tmp_path / "r", "--tfds-split", "train"), "--tfds-split", "tfds:")
-
-
-def test_binary_files_in_a_directory_are_skipped_with_a_counted_warning(tmp_path, capsys):
-    folder = tmp_path / "mixed"
-    folder.mkdir()
-    (folder / "text.txt").write_text("plain text here " * 100)
-    (folder / "blob1.dat").write_bytes(b"\x00\x01\x02" * 100)
-    (folder / "blob2.bin").write_bytes(b"abc\x00" * 100)
-    data = prepare([folder], TokenizerConfig(), _config(batch_size=2, bptt=4))
-    assert [os.path.basename(f) for f in data.files] == ["text.txt"]
-    warning = capsys.readouterr().err.strip()
-    assert warning.startswith("charlm: warning: skipped 2 binary files") and "\n" not in warning
-
-
 @pytest.mark.parametrize("chunks", ["large", "tiny"])
 def test_invalid_utf8_is_located_or_replaced_as_in_memory(tmp_path, request, chunks):
     if chunks == "tiny":
@@ -210,3 +191,9 @@ def test_invalid_utf8_is_located_or_replaced_as_in_memory(tmp_path, request, chu
     raw = prepare([path], TokenizerConfig(kind="byte"), _config(val_fraction=0.5))
     ids = np.asarray(raw.train.streams).ravel()
     assert bytes((ids - 1).astype(np.uint8)) == data[: ids.size]
+
+
+@pytest.mark.parametrize("vocab_size,dtype", [(2, np.uint8), (256, np.uint8), (257, np.uint16),
+                                              (65_536, np.uint16), (65_537, np.uint32)])
+def test_token_dtype_is_the_narrowest_that_fits(vocab_size, dtype):
+    assert token_dtype(vocab_size) == dtype

@@ -1,50 +1,12 @@
-"""`charlm info` on a trained model and on files that are not charlm models; `charlm plot`
-of one run, of several runs, and of directories that are not runs."""
+"""`charlm plot` (charlm.plotting) of one run, of several runs, and of directories that are
+not runs; reading a resumed run's step log."""
 
 from __future__ import annotations
 
 import json
 import shutil
 
-import pytest
 from tests.helpers import assert_one_line_error, invoke
-
-
-def test_info_describes_the_tiny_model(tiny_model_path, tiny_run):
-    import charlm
-
-    result = invoke("info", "--json", tiny_model_path)
-    assert result.exit_code == 0, result.output
-    info = json.loads(result.stdout)
-    lm = charlm.load(tiny_model_path)
-    assert info["parameters"] == lm.model.count_params()
-    assert info["model"] == {"cell": "lstm", "layers": 2, "hidden": 32, "embedding": 16, "dropout": 0.0}
-    assert [layer["name"].split("_")[0] for layer in info["layers"]] == ["embedding", "lstm", "lstm", "dense"]
-    assert info["tokenizer"]["kind"] == "char"
-    assert info["tokenizer"]["vocab_size"] == lm.tokenizer.vocab_size == tiny_run["vocab_size"]
-    assert info["tokenizer"]["symbols"] == lm.tokenizer.vocabulary
-    assert info["best_val_loss"] == pytest.approx(tiny_run["best_val_loss"])
-    assert info["best_val_bits_per_char"] == pytest.approx(tiny_run["best_val_bits_per_char"])
-    assert info["train"]["bptt"] == 32 and len(info["corpus"]["sha256"]) == 64
-    assert set(info["versions"]) == {"keras", "tensorflow"}
-
-    text = invoke("info", tiny_model_path).stdout
-    assert f"charlm 2x32 LSTM language model, {lm.model.count_params():,} parameters" in text
-    assert "tokenizer:   char, vocabulary of" in text
-    assert repr("".join(lm.tokenizer.vocabulary[2:])) in text  # the characters, newline visible
-    assert f"{tiny_run['best_val_bits_per_char']:.4f} bits/char" in text
-
-
-def test_info_on_files_that_are_not_charlm_models(tmp_path):
-    import keras
-
-    text = tmp_path / "notes.txt"
-    text.write_text("hello")
-    assert_one_line_error(invoke("info", text), "not a Keras model file")
-    plain = tmp_path / "plain.keras"
-    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(plain)
-    assert_one_line_error(invoke("info", plain), "not a charlm model")
-    assert_one_line_error(invoke("info", tmp_path / "none.keras"), "not found")
 
 
 def png_size(path):

@@ -1,0 +1,214 @@
+"""The compiled training and evaluation steps (charlm.training.steps): gradient clipping on
+known gradients and inside a real step, the XLA-compiled step against the plain one, dropout
+masks drawn outside the compiled step, several steps in one call, validation under XLA."""
+
+import numpy as np
+import pytest
+
+from charlm.runtime import import_keras
+
+keras = import_keras()
+import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
+
+from charlm.config import ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
+from charlm.data.prepare import prepare  # noqa: E402
+from charlm.nn.forward import dropout_masks  # noqa: E402
+from charlm.nn.model import build_model  # noqa: E402
+from charlm.training.steps import CompiledSteps, clip_factors  # noqa: E402
+
+# ---- clip_factors on known gradients ------------------------------------------------------------
+
+# Two gradients of norms 5 and 12 (a vector and a matrix): their global norm is 13.
+GRADS = [[3.0, 4.0], [[0.0, 12.0], [0.0, 0.0]]]
+
+
+def _clipped(clipnorm, mode, grads=GRADS):
+    tensors = [tf.constant(g) for g in grads]
+    factors, norm = clip_factors(tensors, clipnorm, mode)
+    return [float(f) for f in factors], float(norm), [np.asarray(t * f) for t, f in zip(tensors, factors)]
+
+
+@pytest.mark.parametrize("clipnorm,mode,factors", [
+    (5.0, "global", [5 / 13, 5 / 13]),  # binding: both scaled to a joint norm of 5
+    (5.0, "per-tensor", [1.0, 5 / 12]),  # the first (norm 5) is not above 5; the second is cut to 5
+    (20.0, "global", [1.0, 1.0]),  # not binding
+    (20.0, "per-tensor", [1.0, 1.0]),
+    (13.0, "global", [1.0, 1.0]),  # exactly at the threshold: untouched
+    (12.0, "per-tensor", [1.0, 1.0]),
+    (None, "global", [1.0, 1.0]),  # no clipping
+    (None, "per-tensor", [1.0, 1.0]),
+])
+def test_clip_factors_on_known_gradients(clipnorm, mode, factors):
+    got, norm, clipped = _clipped(clipnorm, mode)
+    assert norm == pytest.approx(13.0, rel=1e-6)  # the global norm before clipping, whatever the mode
+    assert got == pytest.approx(factors, rel=1e-6)
+    for g, f, c in zip(GRADS, factors, clipped):
+        np.testing.assert_allclose(c, np.asarray(g) * f, rtol=1e-6)
+
+
+def test_clipped_gradients_have_the_expected_norms():
+    _, _, clipped = _clipped(5.0, "global")
+    np.testing.assert_allclose(clipped[0], [15 / 13, 20 / 13], rtol=1e-6)
+    np.testing.assert_allclose(clipped[1], [[0.0, 60 / 13], [0.0, 0.0]], rtol=1e-6)
+    assert np.sqrt(sum(np.sum(c ** 2) for c in clipped)) == pytest.approx(5.0, rel=1e-6)
+    _, _, clipped = _clipped(5.0, "per-tensor")
+    np.testing.assert_allclose(clipped[0], [3.0, 4.0], rtol=1e-6)
+    np.testing.assert_allclose(clipped[1], [[0.0, 5.0], [0.0, 0.0]], rtol=1e-6)
+
+
+def test_a_sparse_gradient_counts_like_its_dense_form():
+    """The embedding's gradient arrives as IndexedSlices: rows 1 and 3 of a (4, 2) table."""
+    sparse = tf.IndexedSlices(tf.constant([[3.0, 4.0], [0.0, 12.0]]), tf.constant([1, 3]), tf.constant([4, 2]))
+    factors, norm = clip_factors([sparse, tf.constant([0.0])], 6.5, "global")
+    assert float(norm) == pytest.approx(13.0, rel=1e-6)
+    assert [float(f) for f in factors] == pytest.approx([0.5, 0.5], rel=1e-6)
+    factors, _ = clip_factors([sparse], 6.5, "per-tensor")
+    assert float(factors[0]) == pytest.approx(0.5, rel=1e-6)
+
+
+# ---- clipping inside a real training step -------------------------------------------------------
+
+
+@pytest.mark.parametrize("clip", ["none", "global binding", "global not binding", "per-tensor, some binding"])
+def test_a_training_step_moves_the_weights_by_the_clipped_gradient(clip):
+    """With SGD a step moves every weight by -lr * factor * gradient. The gradient here is
+    computed independently (a tape over the plain Keras model) and clipped by hand; the
+    thresholds are chosen from its norms so that each case is what its name says."""
+    config = ModelConfig(cell="gru", layers=2, hidden=16, embedding=8)
+    rng = np.random.default_rng(7)
+    x, y = (tf.constant(rng.integers(0, 11, (4, 16)), tf.int32) for _ in range(2))
+    keras.utils.set_random_seed(7)
+    model = build_model(config, 11)
+    variables = model.trainable_variables
+    before = [v.numpy() for v in variables]
+    states = [tf.zeros((4, 16))] * 2
+    with tf.GradientTape() as tape:
+        logits = model([x, *states], training=True)[0]
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+    grads = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, variables)]
+    norms = np.array([np.linalg.norm(g) for g in grads])
+    total = float(np.sqrt(np.sum(norms ** 2)))
+    if clip == "none":
+        clipnorm, mode, factors = None, "global", np.ones(len(grads))
+    elif clip == "global binding":
+        clipnorm, mode = total / 2, "global"
+        factors = np.full(len(grads), 0.5)
+    elif clip == "global not binding":
+        clipnorm, mode, factors = total * 2, "global", np.ones(len(grads))
+    else:
+        clipnorm, mode = float(np.median(norms)), "per-tensor"
+        factors = np.minimum(1.0, clipnorm / norms)
+        assert (factors < 1).any() and (factors == 1).any()
+    lr = 1.0
+    steps = CompiledSteps(model, config, TrainConfig(batch_size=4, bptt=16, optimizer="sgd", lr=lr, clipnorm=clipnorm,
+                                                     clip_mode=mode))
+    step_loss, step_norm, _ = steps.train_step(x, y, tuple(states))
+    assert float(step_loss) == pytest.approx(float(loss), rel=1e-5)
+    assert float(step_norm) == pytest.approx(total, rel=1e-4)  # the norm before clipping
+    moves = [b - v.numpy() for b, v in zip(before, variables)]
+    for move, grad, factor, v in zip(moves, grads, factors, variables):
+        np.testing.assert_allclose(move, lr * factor * grad, rtol=1e-3, atol=1e-6, err_msg=v.path)
+    moved = np.sqrt(sum(np.sum(m.astype(np.float64) ** 2) for m in moves))
+    assert moved == pytest.approx(lr * min(total, clipnorm or total) if mode == "global"
+                                  else lr * np.sqrt(np.sum((factors * norms) ** 2)), rel=1e-4)
+
+
+# ---- compiled steps against the plain ones ------------------------------------------------------
+
+
+def test_jit_compiled_step_matches_the_plain_step(tiny_corpus):
+    """The TPU path compiles the training step with XLA; on CPU the same step must agree."""
+    model_config = ModelConfig(cell="lstm", layers=2, hidden=16, embedding=8)
+    train_config = TrainConfig(batch_size=4, bptt=16, clipnorm=0.5, val_fraction=0.1)
+    data = prepare([tiny_corpus], TokenizerConfig(), train_config)
+    keras.utils.set_random_seed(3)
+    initial = build_model(model_config, data.tokenizer.vocab_size).get_weights()
+
+    def run(jit):
+        model = build_model(model_config, data.tokenizer.vocab_size)
+        model.set_weights(initial)
+        trainer = CompiledSteps(model, model_config, train_config, jit_compile=jit)
+        states = trainer.zero_states(4)
+        losses = []
+        for x, y in trainer.windows(data.train, 0, 4):
+            loss, _, states = trainer.train_step(x, y, states)
+            losses.append(float(loss))
+        return losses, model.get_weights()
+
+    plain_losses, plain_weights = run(False)
+    jit_losses, jit_weights = run(True)
+    np.testing.assert_allclose(jit_losses, plain_losses, rtol=1e-5)
+    for a, b in zip(plain_weights, jit_weights):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_masks_drawn_outside_the_compiled_step_match_the_keras_layers(tiny_corpus):
+    """With dropout the trainer draws the masks before its (XLA-compiled) step: the same masks
+    the model's own Dropout layers draw from the same random state, so the losses agree with
+    training the plain Keras model, compiled or not."""
+    model_config = ModelConfig(cell="gru", layers=2, hidden=16, embedding=8, dropout=0.3)
+    train_config = TrainConfig(batch_size=4, bptt=16, clipnorm=0.5, val_fraction=0.1)
+    data = prepare([tiny_corpus], TokenizerConfig(), train_config)
+
+    def run(fast, jit):
+        keras.utils.set_random_seed(3)  # the same weights and dropout seeds in every run
+        model = build_model(model_config, data.tokenizer.vocab_size)
+        trainer = CompiledSteps(model, model_config, train_config, charlm_kernels=fast, jit_compile=jit)
+        states = trainer.zero_states(4)
+        losses = []
+        for x, y in trainer.windows(data.train, 0, 4):
+            loss, _, states = trainer.train_step(x, y, states)
+            losses.append(float(loss))
+        return losses
+
+    keras_losses = run(fast=False, jit=False)
+    plain_losses = run(fast=True, jit=False)
+    jit_losses = run(fast=True, jit=True)
+    np.testing.assert_allclose(plain_losses, keras_losses, rtol=1e-5)
+    np.testing.assert_allclose(jit_losses, keras_losses, rtol=1e-5)
+
+    masks = dropout_masks(build_model(model_config, data.tokenizer.vocab_size), model_config,
+                          np.zeros((4, 16), dtype="int32"))
+    assert [m.shape for m in masks] == [(4, 16, 8), (4, 16, 16), (4, 16, 16)]
+    values = np.concatenate([np.ravel(m) for m in masks])
+    assert set(np.unique(values)) == {0.0, np.float32(1 / 0.7)}
+    assert 0.2 < np.mean(values == 0) < 0.4  # about the rate dropped
+
+
+def test_several_steps_per_execution_equal_single_steps(tiny_corpus):
+    model_config = ModelConfig(cell="gru", layers=1, hidden=16, embedding=8)
+    train_config = TrainConfig(batch_size=4, bptt=16, val_fraction=0.1)
+    data = prepare([tiny_corpus], TokenizerConfig(), train_config)
+    keras.utils.set_random_seed(5)
+    initial = build_model(model_config, data.tokenizer.vocab_size).get_weights()
+
+    def trainer():
+        model = build_model(model_config, data.tokenizer.vocab_size)
+        model.set_weights(initial)
+        return CompiledSteps(model, model_config, train_config)
+
+    single = trainer()
+    states, single_losses = single.zero_states(4), []
+    for x, y in single.windows(data.train, 0, 6):
+        loss, _, states = single.train_step(x, y, states)
+        single_losses.append(float(loss))
+    multi = trainer()
+    iterator = iter(multi.windows(data.train, 0, 6))
+    states = multi.zero_states(4)
+    losses_a, _, states = multi.train_steps(iterator, states, 4)
+    losses_b, _, states = multi.train_steps(iterator, states, 2)
+    np.testing.assert_allclose(np.concatenate([losses_a, losses_b]), single_losses, rtol=1e-5)
+    for a, b in zip(single.model.get_weights(), multi.model.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_validation_compiled_with_xla_matches_the_keras_model(tiny_corpus):
+    """At 128 units and more the trainer's validation runs forward-only kernels under XLA."""
+    model_config = ModelConfig(cell="gru", layers=1, hidden=128, embedding=8)
+    train_config = TrainConfig(batch_size=4, bptt=16, val_fraction=0.05)
+    data = prepare([tiny_corpus], TokenizerConfig(), train_config)
+    model = build_model(model_config, data.tokenizer.vocab_size)
+    compiled = CompiledSteps(model, model_config, train_config)
+    assert compiled._replica_eval_fn is not compiled._replica_eval  # the XLA-compiled path
+    keras_path = CompiledSteps(model, model_config, train_config, charlm_kernels=False)
+    assert compiled.evaluate(data.validation) == pytest.approx(keras_path.evaluate(data.validation), rel=1e-5)
