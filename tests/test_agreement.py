@@ -270,7 +270,6 @@ def test_agree_cli_json_and_plot(tiny_model_path, tmp_path):
     assert table.exit_code == 0 and "always-sg" in table.stdout and "simple" in table.stdout
 
 
-@pytest.mark.slow
 def test_agree_full_suite_runs(tiny_model_path):
     result = invoke("agree", tiny_model_path, BUNDLED_SUITE, "--json")
     summary = json.loads(result.stdout)
@@ -330,7 +329,7 @@ def test_observer_refuses_unusable_file(tmp_path):
         AgreementObserver(bad)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains
 def test_train_with_agreement(tiny_corpus, tmp_path):
     out, corpus = tmp_path / "run", tmp_path / "small.txt"
     corpus.write_text(tiny_corpus.read_text(encoding="utf-8")[:3000], encoding="utf-8")

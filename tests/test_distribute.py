@@ -15,7 +15,7 @@ import pytest
 from tests.helpers import PROGRAMS
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # starts subprocesses
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_two_replicas_match_one_device_with_binding_clip(cell, tiny_corpus):
     steps = 12
@@ -40,7 +40,7 @@ def test_two_replicas_match_one_device_with_binding_clip(cell, tiny_corpus):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # starts subprocesses
 def test_a_run_under_mirrored_strategy_resumes_exactly(tiny_corpus, tmp_path):
     """Two replicas, stopped half way and resumed: every step's loss as in one uninterrupted run
     (each replica's block of stream states comes back from the checkpoint to the same replica)."""
@@ -112,7 +112,7 @@ def _one_process(tiny_corpus, out, steps) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # starts subprocesses
 def test_two_worker_processes_match_one_process(tiny_corpus, tmp_path):
     """MultiWorkerMirroredStrategy, two workers on 127.0.0.1: same losses as one process
     with the same global batch; only the chief writes its run directory."""
@@ -126,7 +126,7 @@ def test_two_worker_processes_match_one_process(tiny_corpus, tmp_path):
     assert not (tmp_path / "worker1" / "model.keras").exists()  # the non-chief wrote nothing
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # starts subprocesses
 def test_two_workers_stopped_and_resumed_match_one_uninterrupted_process(tiny_corpus, tmp_path):
     """Resume under MultiWorkerMirroredStrategy: both workers stop at step 70 (mid-epoch, so
     the carried states of every stream matter), then resume from the chief's checkpoint

@@ -61,7 +61,6 @@ def test_in_graph_tokenizer_matches_charlm(kind):
         assert text == expected
 
 
-@pytest.mark.slow  # compiles charlm.sample's XLA loops
 @pytest.mark.parametrize("kind,cell", [("char", "lstm"), ("byte", "rnn"), ("word", "gru")])
 def test_greedy_text_matches_sampler(kind, cell):
     """Greedy decoding, prompts of different lengths in one batch: the same text as
@@ -108,7 +107,7 @@ print(json.dumps({k: [t.decode("utf-8") for t in v.numpy().tolist()] for k, v in
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # starts a subprocess
 def test_saved_model_round_trip_in_a_fresh_process(tmp_path, tiny_model_path):
     import charlm
     from charlm.export import build_generator
@@ -140,7 +139,6 @@ def test_refuses_a_non_empty_directory_without_force(tmp_path):
     assert (target / "keep.txt").read_text() == "mine"
 
 
-@pytest.mark.slow
 def test_force_replaces(tmp_path, tiny_model_path):
     target = tmp_path / "served"
     target.mkdir()

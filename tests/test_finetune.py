@@ -42,7 +42,7 @@ def _fine_tune(corpus, out, observers=(), lines=None, **settings):
                         **{"batch_size": 8, "bptt": 32, "max_steps": 3, "val_fraction": 0.1, **settings})
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains
 def test_new_characters_map_to_unknown_and_predictions_are_unchanged(tiny_model_path, new_corpus, tmp_path):
     original = charlm.load(tiny_model_path)
     before, lines = Before([PROMPT, NEW_TEXT]), []
@@ -58,7 +58,7 @@ def test_new_characters_map_to_unknown_and_predictions_are_unchanged(tiny_model_
     assert tuned.info["init_from"]["path"] == str(tiny_model_path)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains
 def test_extend_vocab_adds_rows_and_keeps_old_ids_and_predictions(tiny_model_path, new_corpus, tmp_path):
     original = charlm.load(tiny_model_path)
     old = original.tokenizer
@@ -84,7 +84,7 @@ def test_extend_vocab_adds_rows_and_keeps_old_ids_and_predictions(tiny_model_pat
     np.testing.assert_allclose(new_logits, np.repeat(expected[..., [old.unk_id]], len(added), axis=-1), atol=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains
 def test_fine_tuning_on_the_command_line_and_dropout_may_change(tiny_model_path, new_corpus, tmp_path):
     out = tmp_path / "cli"
     result = invoke("train", new_corpus, "--init-from", tiny_model_path, "--out", out, "--extend-vocab",

@@ -4,10 +4,12 @@ Keras loading it."""
 import textwrap
 
 import numpy as np
+import pytest
 
 from tests.helpers import run_python
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_fresh_process_load_gives_identical_logits(lm, tiny_model_path, tmp_path):
     tokens = lm.tokenizer.encode("the keys to the cabinet are on the table .\n")[None, :]
     logits, _ = lm.logits(tokens)

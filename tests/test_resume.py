@@ -75,7 +75,7 @@ def reference(corpus, tmp_path_factory):
     return {"dir": out, "losses": recorder.losses, "summary": summary}
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains
 def test_interrupted_twice_then_resumed_equals_uninterrupted(corpus, reference, tmp_path):
     out = tmp_path / "run"
     first, second, last = Recorder(stop_at=7), Recorder(stop_at=30, signum=signal.SIGTERM), Recorder()
@@ -108,7 +108,7 @@ def test_interrupted_twice_then_resumed_equals_uninterrupted(corpus, reference, 
     assert [(r["train_loss"], r["val_loss"]) for r in rows] == [(r["train_loss"], r["val_loss"]) for r in expected]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains
 def test_stopped_by_max_minutes_then_resumed_equals_uninterrupted(corpus, reference, tmp_path):
     """--max-minutes stops at a step boundary, validates and checkpoints; --resume goes on exactly."""
     out = tmp_path / "run"
@@ -133,7 +133,7 @@ class RateRecorder(Observer):
         self.rates[step] = logs["lr"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains
 def test_a_decaying_rate_resumes_where_it_left_off(corpus, tmp_path):
     """--lr-schedule cosine: the rate of step k is lr * (1 + cos(pi (k-1) / 42)) / 2, in one run or
     in a run stopped at step 10 and resumed; the resumed run equals the uninterrupted one."""
@@ -152,7 +152,7 @@ def test_a_decaying_rate_resumes_where_it_left_off(corpus, tmp_path):
     assert rates.rates == {k: whole_rates.rates[k] for k in range(11, 43)}
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains
 def test_several_steps_per_execution_train_the_same_run(corpus, reference, tmp_path):
     """--steps-per-execution 4: the same steps in calls of up to 4 (cut at checkpoints and
     epoch ends), every step still logged, checkpoints on the same steps."""
@@ -165,6 +165,7 @@ def test_several_steps_per_execution_train_the_same_run(corpus, reference, tmp_p
     assert [read_state(p)["position"]["step"] for p in list_checkpoints(out)] == [35, 40, 42]
 
 
+@pytest.mark.slow  # reads the reference run, which trains
 def test_checkpoints_are_complete_and_only_the_newest_kept(reference):
     kept = list_checkpoints(reference["dir"])
     assert len(kept) == SETTINGS["keep"]
@@ -177,7 +178,7 @@ def test_checkpoints_are_complete_and_only_the_newest_kept(reference):
     assert any("states" in key for key in arrays) and any("optimizer" in key for key in arrays)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains
 def test_allowed_changes_are_honoured_and_logged(reference, tmp_path):
     out = tmp_path / "more"
     shutil.copytree(reference["dir"], out)
@@ -193,7 +194,7 @@ def test_allowed_changes_are_honoured_and_logged(reference, tmp_path):
     assert rates == [np.float32(0.005)]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains
 def test_divergence_stops_and_keeps_the_last_good_checkpoint_and_best_model(corpus, tmp_path):
     class Poison(Observer):
         """After step 23 (in epoch 2), one weight becomes NaN: the next step's loss is NaN."""
@@ -234,7 +235,7 @@ def _wait_for_checkpoint(out, after: int, process, timeout=120):
     raise AssertionError(f"no new checkpoint; process exited with {process.poll()}")
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains, in subprocesses
 def test_real_processes_stopped_by_sigterm_and_sigkill_resume_exactly(tmp_path):
     """``charlm train`` killed twice (SIGTERM, then SIGKILL at a checkpoint boundary), then resumed."""
     corpus = tmp_path / "corpus.txt"
@@ -269,33 +270,43 @@ def test_real_processes_stopped_by_sigterm_and_sigkill_resume_exactly(tmp_path):
 
 
 # -- refusals, one line each -------------------------------------------------------------
+# Against a copy of the shared tiny run (60 steps, TINY's settings): refusing trains nothing,
+# and the copy keeps a refusal that went wrong from changing the model other tests share.
 
 
 def _one_line_error(args, *fragments):
     return assert_one_line_error(invoke(*args), *fragments)
 
 
+@pytest.fixture
+def finished(tiny_run, tmp_path):
+    """A copy of the shared tiny run's directory: a finished run of TINY's settings."""
+    return shutil.copytree(tiny_run["run_dir"], tmp_path / "finished")
+
+
 @pytest.mark.parametrize("flag,value", [
     ("--hidden", 64), ("--layers", 1), ("--cell", "gru"), ("--batch-size", 4), ("--bptt", 16),
     ("--tokenizer", "byte"), ("--dropout", 0.5), ("--seed", 7), ("--val-fraction", 0.2), ("--optimizer", "sgd"),
 ])
-def test_resume_refuses_changes_to_the_model_or_data(reference, flag, value):
-    before = sorted(p.name for p in list_checkpoints(reference["dir"]))
-    _one_line_error(["train", "--resume", reference["dir"], flag, value], f"{flag} {value} conflicts", "drop " + flag)
-    assert sorted(p.name for p in list_checkpoints(reference["dir"])) == before
+def test_resume_refuses_changes_to_the_model_or_data(finished, flag, value):
+    before = sorted(p.name for p in list_checkpoints(finished))
+    _one_line_error(["train", "--resume", finished, flag, value], f"{flag} {value} conflicts", "drop " + flag)
+    assert sorted(p.name for p in list_checkpoints(finished)) == before
 
 
-def test_resume_refuses_another_corpus(reference, tiny_corpus):
-    _one_line_error(["train", tiny_corpus, "--resume", reference["dir"], "--epochs", "3"],
-                    "not the text", "same corpus")
+def test_resume_refuses_another_corpus(finished, corpus):
+    before = sorted(p.name for p in list_checkpoints(finished))
+    _one_line_error(["train", corpus, "--resume", finished, "--epochs", "3"], "not the text", "same corpus")
+    assert sorted(p.name for p in list_checkpoints(finished)) == before
 
 
-def test_resume_of_a_finished_run_says_how_to_continue(reference):
-    _one_line_error(["train", "--resume", reference["dir"]], "already trained 42 of its 42 steps", "--epochs")
+def test_resume_of_a_finished_run_says_how_to_continue(finished):
+    _one_line_error(["train", "--resume", finished], f"already trained {TINY['max_steps']} of its "
+                    f"{TINY['max_steps']} steps", "--epochs")
 
 
 @pytest.mark.parametrize("case", ["missing", "not-a-run", "out", "init-from", "damaged-config"])
-def test_bad_resume_requests(case, reference, tmp_path, tiny_model_path):
+def test_bad_resume_requests(case, tmp_path, tiny_model_path):
     run = tmp_path / "run"
     args, fragment = ["train", "--resume", run], {
         "missing": "no such run directory", "not-a-run": "no config.json", "out": "--out cannot be combined",
@@ -313,10 +324,10 @@ def test_bad_resume_requests(case, reference, tmp_path, tiny_model_path):
     _one_line_error(args, fragment)
 
 
-def test_new_run_into_an_interrupted_runs_directory_points_to_resume(reference, corpus, tmp_path):
+def test_new_run_into_an_interrupted_runs_directory_points_to_resume(finished, corpus, tmp_path):
     out = tmp_path / "started"
     out.mkdir()
-    shutil.copy(reference["dir"] / "config.json", out / "config.json")
+    shutil.copy(finished / "config.json", out / "config.json")
     _one_line_error(["train", corpus, "--out", out], "already holds a run", f"--resume {out}")
 
 

@@ -17,7 +17,7 @@ def _quiet_train(corpus, out, **settings):
     return charlm.train(corpus, out, progress=False, log=lambda line: None, **{**TINY, **settings})
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_each_cell_learns_on_the_bundled_corpus(cell, tiny_corpus, tmp_path):
     summary = _quiet_train(tiny_corpus, tmp_path / cell, cell=cell, epochs=2, max_steps=None, batch_size=32)
@@ -44,12 +44,14 @@ def test_run_directory_contents(tiny_run):
     assert tiny_run["best_val_bits_per_char"] == pytest.approx(tiny_run["best_val_loss"] / np.log(2))
 
 
+@pytest.mark.slow  # trains
 def test_same_seed_same_losses(tiny_corpus, tmp_path, tiny_run):
     again = _quiet_train(tiny_corpus, tmp_path / "again")
     assert again["best_val_loss"] == tiny_run["best_val_loss"]
     assert again["final_train_loss"] == tiny_run["final_train_loss"]
 
 
+@pytest.mark.slow  # trains
 def test_clipping_modes_differ_when_clipping_binds(tiny_corpus, tmp_path):
     tight = dict(clipnorm=0.05, max_steps=5)
     global_run = _quiet_train(tiny_corpus, tmp_path / "g", clip_mode="global", **tight)
@@ -63,6 +65,7 @@ FLAGS = ["--cell", "gru", "--layers", "1", "--hidden", "16", "--embedding", "8",
          "--bptt", "16", "--max-steps", "6", "--val-fraction", "0.1"]
 
 
+@pytest.mark.slow  # trains
 def test_train_json_summary(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     result = invoke("train", tiny_corpus, "--out", out, *FLAGS, "--json", "--quiet")
@@ -97,13 +100,25 @@ def test_unreadable_corpus(tmp_path):
     assert_one_line_error(invoke("train", path, "--out", tmp_path / "o"), "cannot read")
 
 
-def test_invalid_utf8_names_file_and_offset_or_is_replaced(tiny_corpus, tmp_path):
+def _latin1(tiny_corpus, tmp_path):
+    """The tiny corpus with "café" in Latin-1 after its first 1,000 bytes: é is byte 1003."""
     bad = tmp_path / "latin1.txt"
     bad.write_bytes(tiny_corpus.read_bytes()[:1000] + "café".encode("latin-1") + tiny_corpus.read_bytes())
-    result = invoke("train", bad, "--out", tmp_path / "o", *FLAGS)
+    return bad
+
+
+def test_invalid_utf8_names_file_and_offset(tiny_corpus, tmp_path):
+    result = invoke("train", _latin1(tiny_corpus, tmp_path), "--out", tmp_path / "o", *FLAGS)
     assert_one_line_error(result, "latin1.txt", "byte 1003", "--encoding-errors replace")
-    result = invoke("train", bad, "--out", tmp_path / "o2", *FLAGS, "--encoding-errors", "replace", "--quiet")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow  # trains
+def test_invalid_utf8_is_replaced_on_request(tiny_corpus, tmp_path):
+    result = invoke("train", _latin1(tiny_corpus, tmp_path), "--out", tmp_path / "o", *FLAGS,
+                    "--encoding-errors", "replace", "--quiet", "--json")
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 6
 
 
 def test_corpus_too_small(tmp_path):

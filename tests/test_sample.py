@@ -213,7 +213,6 @@ def test_word_model_splits_the_prompt(tmp_path):
     assert set(words) <= set(tokenizer.vocabulary) - {"<pad>", "<unk>", "<eol>"}
 
 
-@pytest.mark.slow  # compiles loops for another model or batch size
 def test_byte_model_streams_whole_characters(tmp_path):
     from charlm.data.tokenizers import ByteTokenizer
 
@@ -252,7 +251,6 @@ def _run(*args):
     return invoke("sample", *args)
 
 
-@pytest.mark.slow  # compiles loops for another model or batch size
 def test_cli_json(tiny_model_path, lm, tmp_path):
     prompt_file = tmp_path / "prompt.txt"
     prompt_file.write_text("the ☃ dogs ", encoding="utf-8")
@@ -300,7 +298,7 @@ def test_cli_bad_model_files(tmp_path):
     assert_one_line_error(_run(other))
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # starts a subprocess
 def test_fresh_process_needs_only_the_model_file(tiny_model_path, lm, tmp_path):
     shutil.copy(tiny_model_path, tmp_path / "model.keras")
     env = {**os.environ, "PYTHONPATH": str(REPO)}

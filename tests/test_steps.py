@@ -116,6 +116,7 @@ def test_a_training_step_moves_the_weights_by_the_clipped_gradient(clip):
 # ---- compiled steps against the plain ones ------------------------------------------------------
 
 
+@pytest.mark.slow  # trains a model for four steps, twice
 def test_jit_compiled_step_matches_the_plain_step(tiny_corpus):
     """The TPU path compiles the training step with XLA; on CPU the same step must agree."""
     model_config = ModelConfig(cell="lstm", layers=2, hidden=16, embedding=8)
@@ -142,6 +143,7 @@ def test_jit_compiled_step_matches_the_plain_step(tiny_corpus):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # trains a model for four steps, three times
 def test_dropout_masks_drawn_outside_the_compiled_step_match_the_keras_layers(tiny_corpus):
     """With dropout the trainer draws the masks before its (XLA-compiled) step: the same masks
     the model's own Dropout layers draw from the same random state, so the losses agree with
@@ -175,6 +177,7 @@ def test_dropout_masks_drawn_outside_the_compiled_step_match_the_keras_layers(ti
     assert 0.2 < np.mean(values == 0) < 0.4  # about the rate dropped
 
 
+@pytest.mark.slow  # trains a model for six steps, twice
 def test_several_steps_per_execution_equal_single_steps(tiny_corpus):
     model_config = ModelConfig(cell="gru", layers=1, hidden=16, embedding=8)
     train_config = TrainConfig(batch_size=4, bptt=16, val_fraction=0.1)

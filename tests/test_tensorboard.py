@@ -39,7 +39,7 @@ def read_events(log_dir):
     return values, plugins
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains (the module's run)
 def test_event_files_hold_scalars_and_samples(monitored_run):
     out, _ = monitored_run
     values, plugins = read_events(out / "tb")
@@ -61,7 +61,7 @@ def test_event_files_hold_scalars_and_samples(monitored_run):
     assert json.loads(values["run/config"][0][1].decode().strip("`\n"))["model"]["cell"] == "gru"
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains (the module's run)
 def test_samples_printed_and_logged(monitored_run):
     out, result = monitored_run
     assert "--- sample at step 10 (seed 3, prompt 'The ') ---" in result.stderr
@@ -74,7 +74,7 @@ def test_samples_printed_and_logged(monitored_run):
         assert text.startswith("The ") and len(text) == len("The ") + 30  # 30 char tokens
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains (the module's run)
 def test_samples_use_a_fixed_seed(monitored_run):
     """The same weights and seed give the same sample: only training changes them."""
     import charlm
@@ -90,7 +90,7 @@ def test_samples_use_a_fixed_seed(monitored_run):
     assert live.run("The ", config)[0].text == live.run("The ", config)[0].text
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains (the module's run)
 def test_step_log(monitored_run):
     out, _ = monitored_run
     with open(out / "run" / "steps.csv", newline="") as f:
