@@ -5,7 +5,6 @@ bad input, and parsers that never crash on random or truncated rows."""
 from __future__ import annotations
 
 import json
-import math
 import string
 import tempfile
 from pathlib import Path
@@ -70,7 +69,7 @@ def reference(lm, context: str, continuation: str) -> float:
     logp = logits - logits.max(axis=1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
     targets = ids[1:]
-    n = len(continuation)  # a char model: one token per character
+    n = len(lm.tokenizer.encode(continuation))  # a character or a byte per token
     return float(sum(logp[t, targets[t]] for t in range(len(targets) - n, len(targets))))
 
 
@@ -142,7 +141,10 @@ def test_byte_model_scores_bytes():
 
     lm = untrained("byte", "")
     scored, skips = ItemScorer(lm).score([Item("x", 1, "été", "ete", "the key", " old .")])
-    assert not skips and len(scored) == 1 and math.isfinite(scored[0].logp_correct)
+    assert not skips and len(scored) == 1
+    # The five bytes of " été" and the boundary after it, as one forward pass computes them.
+    assert scored[0].logp_correct == pytest.approx(reference(lm, "the key", " été "), abs=1e-3)
+    assert scored[0].logp_wrong == pytest.approx(reference(lm, "the key", " ete "), abs=1e-3)
 
 
 # ---- formats ------------------------------------------------------------------------------
@@ -315,8 +317,19 @@ def test_observer_adds_history_columns(lm, tmp_path):
     observer.on_train_begin(run_)
     extra = observer.on_epoch_end(run_, 3, {})
     assert set(extra) == {"agreement_accuracy", "agreement_pp", "agreement_simple"}
-    assert 0.0 <= extra["agreement_accuracy"] <= 1.0
-    assert lines[0].startswith("epoch 3: agreement accuracy") and "4 skipped" in lines[0]
+    # The accuracies of the items scored one by one, overall and per condition.
+    from charlm.agreement.scoring import ItemScorer
+
+    scored, _ = ItemScorer(lm).score(observer.loaded.items)
+    assert len(scored) == 2
+
+    def accuracy(condition=None):
+        oks = [s.ok for s in scored if condition in (None, s.item.condition)]
+        return sum(oks) / len(oks)
+
+    assert extra == {"agreement_accuracy": accuracy(), "agreement_pp": accuracy("pp"),
+                     "agreement_simple": accuracy("simple")}
+    assert lines[0].startswith(f"epoch 3: agreement accuracy {accuracy():.4f}") and "4 skipped" in lines[0]
 
 
 def test_observer_refuses_unusable_file(tmp_path):
@@ -334,12 +347,17 @@ def test_train_with_agreement(tiny_corpus, tmp_path):
     out, corpus = tmp_path / "run", tmp_path / "small.txt"
     corpus.write_text(tiny_corpus.read_text(encoding="utf-8")[:3000], encoding="utf-8")
     result = invoke("train", corpus, "-o", out, "--layers", 1, "--hidden", 16, "--embedding", 8,
-                 "--batch-size", 4, "--bptt", 16, "--epochs", 2, "--val-fraction", 0.1,
-                 "--agreement", BUNDLED_SUITE, "--quiet")
+                    "--batch-size", 4, "--bptt", 16, "--epochs", 2, "--val-fraction", 0.1,
+                    "--agreement", BUNDLED_SUITE, "--quiet")
     assert result.exit_code == 0, result.output
     history = json.loads((out / "history.json").read_text())
-    assert len(history) == 2 and all(0 <= row["agreement_accuracy"] <= 1 for row in history)
+    assert len(history) == 2
     assert "agreement_accuracy" in (out / "history.csv").read_text().splitlines()[0]
+    # The epoch whose model was saved last is the model file: `charlm agree` scores it the same.
+    saved = [row for row in history if row["saved"]][-1]
+    agree = json.loads(invoke("agree", out / "model.keras", BUNDLED_SUITE, "--json").stdout)
+    assert agree["n"] == 2800 and saved["agreement_accuracy"] == agree["accuracy"]
+    assert all(round(row["agreement_accuracy"] * 2800, 6).is_integer() for row in history)
 
 
 # ---- parsers never crash on random or truncated input ----------------------------------------

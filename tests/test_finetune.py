@@ -36,6 +36,15 @@ def new_corpus(tmp_path_factory):
     return path
 
 
+def _new_symbols(corpus, vocabulary):
+    """The characters of the corpus's training part (the first 90 %) outside ``vocabulary``,
+    in code point order: what --extend-vocab adds."""
+    from charlm.data.corpus import split_text
+
+    train, _ = split_text(corpus.read_text(encoding="utf-8"), 0.1)
+    return sorted(set(train) - set(vocabulary))
+
+
 def _fine_tune(corpus, out, observers=(), lines=None, **settings):
     log = lines.append if lines is not None else (lambda line: None)
     return charlm.train(corpus, out, progress=False, log=log, observers=observers,
@@ -48,7 +57,15 @@ def test_new_characters_map_to_unknown_and_predictions_are_unchanged(tiny_model_
     before, lines = Before([PROMPT, NEW_TEXT]), []
     summary = _fine_tune(new_corpus, tmp_path / "ft", [before], lines, init_from=tiny_model_path)
     report = summary["vocabulary"]
-    assert report["unknown"] > 0 and report["added"] == [] and report["new_size"] == original.tokenizer.vocab_size
+    # The characters the run trains and validates on: each part's first multiple of the batch size.
+    from charlm.data.corpus import split_text
+
+    parts = split_text(new_corpus.read_text(encoding="utf-8"), 0.1)
+    used = "".join(part[: len(part) // 8 * 8] for part in parts)
+    known = set(original.tokenizer.vocabulary)
+    assert report["total"] == len(used)
+    assert report["unknown"] == sum(c not in known for c in used) > 0
+    assert report["added"] == [] and report["new_size"] == report["old_size"] == original.tokenizer.vocab_size
     assert any("map to <unk>" in line and "--extend-vocab" in line and "'Z'" in line for line in lines), lines
     for prompt in (PROMPT, NEW_TEXT):
         expected = original.logits(original.tokenizer.encode(prompt)[None, :])[0].numpy()
@@ -67,7 +84,7 @@ def test_extend_vocab_adds_rows_and_keeps_old_ids_and_predictions(tiny_model_pat
                          extend_vocab=True)
     added = summary["vocabulary"]["added"]
     assert set("Zü1984:ΩÆØÅ!") - set(old.vocabulary) <= set(added)
-    assert added == sorted(added)  # code point order, as a vocabulary is built
+    assert added == _new_symbols(new_corpus, old.vocabulary)  # code point order, as a vocabulary is built
     assert any("--extend-vocab added" in line for line in lines), lines
     tuned = charlm.load(tmp_path / "ft" / "model.keras")
     assert tuned.tokenizer.vocabulary == old.vocabulary + added  # no old id moved
@@ -88,11 +105,12 @@ def test_extend_vocab_adds_rows_and_keeps_old_ids_and_predictions(tiny_model_pat
 def test_fine_tuning_on_the_command_line_and_dropout_may_change(tiny_model_path, new_corpus, tmp_path):
     out = tmp_path / "cli"
     result = invoke("train", new_corpus, "--init-from", tiny_model_path, "--out", out, "--extend-vocab",
-                    "--dropout", "0.2", "--max-steps", "2", "--batch-size", "8", "--bptt", "32", "--val-fraction", "0.1",
-                    "--json")
+                    "--dropout", "0.2", "--max-steps", "2", "--batch-size", "8", "--bptt", "32",
+                    "--val-fraction", "0.1", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["vocabulary"]["added"]
+    old = charlm.load(tiny_model_path).tokenizer.vocabulary
+    assert summary["vocabulary"]["added"] == _new_symbols(new_corpus, old)
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["dropout"] == 0.2 and config["model"]["hidden"] == 32  # the tiny model's width
     assert config["init_from"] == {"path": str(tiny_model_path), "extend_vocab": True}

@@ -45,12 +45,14 @@ def fake_run(path, epochs=4, agreement=True, resumed_at=None):
 
 
 def test_plot_compares_runs_with_agreement(tiny_run, tmp_path):
-    out = tmp_path / "compare.png"
+    out, alone = tmp_path / "compare.png", tmp_path / "alone.png"
     other = fake_run(tmp_path / "other")
     result = invoke("plot", tiny_run["run_dir"], other, "-o", out)
     assert result.exit_code == 0, result.output
+    assert invoke("plot", tiny_run["run_dir"], "-o", alone).exit_code == 0
     width, height = png_size(out)
-    assert 800 <= width <= 2000 and 700 <= height <= 1600  # a second row: agreement accuracy
+    assert 800 <= width <= 2000 and 700 <= height <= 1600
+    assert (width, height) == (png_size(alone)[0], 2 * png_size(alone)[1])  # a second row: agreement accuracy
 
 
 def test_step_log_reading_keeps_the_last_line_per_step(tmp_path):
@@ -58,7 +60,8 @@ def test_step_log_reading_keeps_the_last_line_per_step(tmp_path):
 
     run = read_run(fake_run(tmp_path / "resumed", resumed_at=120))
     assert run.steps == list(range(1, 201))
-    assert run.loss[118] != 9.0 and run.loss[119:] == [9.0] * 81
+    assert run.loss[:119] == [float(f"{3.2 * 50 / (50 + step):.4f}") for step in range(1, 120)]
+    assert run.loss[119:] == [9.0] * 81
     assert run.accuracy_columns() == ["agreement_accuracy"]
 
 

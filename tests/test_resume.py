@@ -172,10 +172,16 @@ def test_checkpoints_are_complete_and_only_the_newest_kept(reference):
     assert [read_state(p)["position"]["step"] for p in kept] == [35, 40, 42]
     final = read_state(kept[-1])
     assert final["position"]["epoch"] == 3 and final["position"]["cursor"] == 0  # after the last epoch
-    assert final["tokenizer"]["vocabulary"] == charlm.load(reference["dir"] / "model.keras").tokenizer.vocabulary
+    lm = charlm.load(reference["dir"] / "model.keras")
+    assert final["tokenizer"]["vocabulary"] == lm.tokenizer.vocabulary
     assert not [p for p in (reference["dir"] / "checkpoints").iterdir() if p.name.startswith(".")]
     arrays = read_arrays(kept[-1])
-    assert any("states" in key for key in arrays) and any("optimizer" in key for key in arrays)
+    # Every stream's state: h and c of each LSTM layer, one row per stream.
+    states = [arrays[key] for key in sorted(arrays) if key.startswith("states/")]
+    assert [a.shape for a in states] == [(SETTINGS["batch_size"], SETTINGS["hidden"])] * 2 * SETTINGS["layers"]
+    # Adam's step count and rate, and its two slots for every weight.
+    optimizer = [key for key in arrays if key.startswith("optimizer/")]
+    assert len(optimizer) == 2 + 2 * len(lm.model.trainable_variables)
 
 
 @pytest.mark.slow  # trains

@@ -10,11 +10,34 @@ import numpy as np
 import pytest
 
 import charlm
+from charlm.training.observers import Observer
 from tests.helpers import TINY, assert_one_line_error, invoke
 
 
 def _quiet_train(corpus, out, **settings):
     return charlm.train(corpus, out, progress=False, log=lambda line: None, **{**TINY, **settings})
+
+
+class Steps(Observer):
+    """Every step's logs; the trainable weights before the first step and after it."""
+
+    def __init__(self):
+        self.logs, self.before, self.after = {}, None, None
+
+    def on_train_begin(self, run):
+        self.before = [v.numpy() for v in run.lm.model.trainable_variables]
+
+    def on_step_end(self, run, step, logs):
+        self.logs[step] = dict(logs)
+        if step == 1:
+            self.after = [v.numpy() for v in run.lm.model.trainable_variables]
+
+    def losses(self):
+        return [self.logs[step]["loss"] for step in sorted(self.logs)]
+
+    def moves(self):
+        """The norm of each weight's change in the first step, in float64."""
+        return np.array([np.linalg.norm(a.astype(np.float64) - b) for b, a in zip(self.before, self.after)])
 
 
 @pytest.mark.slow  # trains
@@ -38,25 +61,64 @@ def test_run_directory_contents(tiny_run):
     assert len(config["corpus"]["sha256"]) == 64
     header = (run / "history.csv").read_text().splitlines()[0]
     assert "val_bits_per_char" in header
-    for key in ("model_path", "best_val_loss", "best_val_bits_per_char", "steps", "tokens_per_s"):
-        assert key in tiny_run
-    assert tiny_run["steps"] == TINY["max_steps"]
-    assert tiny_run["best_val_bits_per_char"] == pytest.approx(tiny_run["best_val_loss"] / np.log(2))
+    history = json.loads((run / "history.json").read_text())
+    assert [row["step"] for row in history] == [TINY["max_steps"]]  # max steps ends the one epoch early
+    assert tiny_run["model_path"] == str(run / "model.keras") and tiny_run["run_dir"] == str(run)
+    assert tiny_run["steps"] == TINY["max_steps"] and tiny_run["epochs"] == 1
+    tokens = TINY["max_steps"] * TINY["batch_size"] * TINY["bptt"]
+    assert tiny_run["tokens_seen"] == history[0]["tokens_seen"] == tokens
+    assert tiny_run["best_val_loss"] == history[0]["val_loss"]
+    assert tiny_run["final_train_loss"] == history[0]["train_loss"]
+    assert tiny_run["best_val_bits_per_char"] == history[0]["val_bits_per_char"]
+    # Characters: one token per character, so bits per character are the loss in bits.
+    assert tiny_run["best_val_bits_per_char"] == pytest.approx(tiny_run["best_val_loss"] / np.log(2), rel=1e-12)
+    assert tiny_run["tokens_per_s"] > 0
 
 
 @pytest.mark.slow  # trains
-def test_same_seed_same_losses(tiny_corpus, tmp_path, tiny_run):
-    again = _quiet_train(tiny_corpus, tmp_path / "again")
+def test_same_seed_same_run_another_seed_another_run(tiny_corpus, tmp_path, tiny_run):
+    same, other = Steps(), Steps()
+    again = _quiet_train(tiny_corpus, tmp_path / "again", observers=[same])
     assert again["best_val_loss"] == tiny_run["best_val_loss"]
     assert again["final_train_loss"] == tiny_run["final_train_loss"]
+    # The summary's train loss is the mean of the steps' losses, summed in order.
+    assert sum(same.losses()) / TINY["max_steps"] == again["final_train_loss"]
+    uniform = np.log(tiny_run["vocab_size"])
+    # Untrained, the model's logits are near zero: the first loss is that of a uniform guess.
+    assert same.losses()[0] == pytest.approx(uniform, abs=0.02)
+    reseeded = _quiet_train(tiny_corpus, tmp_path / "reseeded", seed=TINY["seed"] + 1, observers=[other])
+    # Another seed: other initial weights, so another loss from the first step on.
+    assert other.losses()[0] != same.losses()[0]
+    assert reseeded["best_val_loss"] != tiny_run["best_val_loss"]
+    for run in (again, reseeded):  # and both learned
+        assert run["best_val_loss"] < 0.85 * uniform
 
 
 @pytest.mark.slow  # trains
-def test_clipping_modes_differ_when_clipping_binds(tiny_corpus, tmp_path):
-    tight = dict(clipnorm=0.05, max_steps=5)
-    global_run = _quiet_train(tiny_corpus, tmp_path / "g", clip_mode="global", **tight)
-    tensor_run = _quiet_train(tiny_corpus, tmp_path / "t", clip_mode="per-tensor", **tight)
-    assert global_run["final_train_loss"] != tensor_run["final_train_loss"]
+def test_a_run_clips_the_gradient_as_told(tiny_corpus, tmp_path):
+    """One SGD step at rate 1 moves the weights by the clipped gradient: by the logged gradient
+    norm without clipping; by --clipnorm in all with global clipping; by at most --clipnorm per
+    weight with per-tensor clipping, which moves them further in all when several are clipped."""
+    one_step = dict(optimizer="sgd", lr=1.0, max_steps=1)
+    runs = {}
+    for name, clipnorm, mode in [("none", None, "global"), ("global", 0.05, "global"),
+                                 ("per-tensor", 0.05, "per-tensor")]:
+        runs[name] = Steps()
+        _quiet_train(tiny_corpus, tmp_path / name, clipnorm=clipnorm, clip_mode=mode, observers=[runs[name]],
+                     **one_step)
+    logs = {name: run.logs[1] for name, run in runs.items()}
+    norm = logs["none"]["grad_norm"]
+    # The same seed and window: the same gradient, whose norm (before clipping) is logged.
+    assert logs["global"]["grad_norm"] == logs["per-tensor"]["grad_norm"] == norm > 0.05
+    assert [logs[name]["clipped"] for name in runs] == [False, True, True]
+    moves = {name: run.moves() for name, run in runs.items()}
+    assert np.linalg.norm(moves["none"]) == pytest.approx(norm, rel=1e-3)
+    assert np.linalg.norm(moves["global"]) == pytest.approx(0.05, rel=1e-3)
+    np.testing.assert_allclose(moves["global"], moves["none"] * 0.05 / norm, rtol=1e-3, atol=1e-7)
+    # Per tensor: each weight moves by min(its gradient's norm, 0.05).
+    np.testing.assert_allclose(moves["per-tensor"], np.minimum(moves["none"], 0.05), rtol=1e-3, atol=1e-7)
+    assert (moves["none"] > 0.05).sum() >= 2
+    assert np.linalg.norm(moves["per-tensor"]) > 1.4 * 0.05
 
 
 # ---- charlm train on the command line -------------------------------------------------------------

@@ -96,8 +96,12 @@ def test_step_log(monitored_run):
     with open(out / "run" / "steps.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == list(range(1, STEPS + 1))
-    assert int(rows[-1]["tokens_seen"]) == STEPS * 8 * 16
-    assert all(float(r["loss"]) > 0 for r in rows)
+    assert [int(r["tokens_seen"]) for r in rows] == [step * 8 * 16 for step in range(1, STEPS + 1)]
+    # The epoch's train loss is the mean of its steps' losses (logged to 6 digits).
+    history = json.loads((out / "run" / "history.json").read_text())
+    assert sum(float(r["loss"]) for r in rows) / STEPS == pytest.approx(history[0]["train_loss"], rel=1e-5)
+    assert all(float(r["grad_norm"]) > 0.05 for r in rows)  # the clip bound: every step was clipped
+    assert {float(r["lr"]) for r in rows} == {0.002}  # the default rate, constant
 
 
 def test_bad_sample_flags():

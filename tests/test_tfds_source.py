@@ -56,7 +56,7 @@ def test_charlm_train_on_a_tfds_dataset(data_dir, tmp_path):
                     "-o", tmp_path / "run", "--json", "-q", *flags)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["steps"] == 10 and np.isfinite(summary["best_val_loss"])
+    assert summary["steps"] == 10 and summary["best_val_loss"] < np.log(summary["vocab_size"])  # below uniform
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert "tfds:charlm_agreement" in json.dumps(config)
 
