@@ -4,12 +4,17 @@ are one line, and what needs no model never starts TensorFlow: `charlm --help`, 
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 
 import pytest
 
+import charlm.commands
 from tests.helpers import assert_one_line_error, invoke, run_python
+
+# Every command, as the group finds them: one module of charlm.commands each.
+COMMANDS = sorted(m.name.rstrip("_") for m in pkgutil.iter_modules(charlm.commands.__path__))
 
 # Modules that must never import TensorFlow or Keras: the command line, the settings, the data
 # pipeline up to the token file, the model file's record, the agreement formats and statistics,
@@ -33,8 +38,9 @@ def test_python_m_charlm_help():
     run = subprocess.run([sys.executable, "-m", "charlm", "--help"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("Usage: charlm")
-    for name in ("train", "sample", "eval", "score", "agree", "info", "plot", "export"):
-        assert f"  {name} " in run.stdout
+    assert {"train", "sample", "eval", "score", "agree", "info", "plot", "export"} <= set(COMMANDS)
+    for name in COMMANDS:
+        assert f"  {name} " in run.stdout, name
 
 
 @pytest.mark.slow  # starts a subprocess
@@ -63,7 +69,7 @@ def test_help_does_not_import_tensorflow():
 
 
 @pytest.mark.slow  # starts a subprocess
-@pytest.mark.parametrize("command", ["train", "sample", "eval", "score", "agree", "info", "plot", "export"])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_command_help_does_not_import_tensorflow(command):
     result = run_python("import sys\nfrom charlm.cli import main\n"
                         f"code = main([{command!r}, '--help'], prog_name='charlm', standalone_mode=False)\n"

@@ -130,6 +130,30 @@ def test_special_symbols_are_never_sampled(lm):
     assert "\ufffd" not in sample.text
 
 
+def test_a_sampler_on_variables_follows_the_model_after_refresh(tiny_model_path):
+    """Sampler(lm, variables=True) reads the weights once, into variables; refresh() re-reads
+    them without recompiling (samples during training). Before it: the old weights' samples;
+    after it: those of a sampler made afresh on the changed model."""
+    import charlm
+    from charlm.config import SampleConfig
+    from charlm.sample import Sampler
+
+    lm = charlm.load(tiny_model_path)  # a copy of its own: the shared model is not changed
+    greedy = SampleConfig(length=60, greedy=True)
+    live = Sampler(lm, variables=True)
+    old = live.run(PROMPT, greedy)[0].text
+    # Change the embedding (folded into the first layer's table), a recurrent kernel and the output layer.
+    for weight, scale in [(lm.model.get_layer("embedding").embeddings, 1.5),
+                          (lm.model.get_layer("lstm_1").cell.recurrent_kernel, 0.5),
+                          (lm.model.get_layer("logits").kernel, -2.0)]:
+        weight.assign(weight.numpy() * scale)
+    new = Sampler(lm).run(PROMPT, greedy)[0].text
+    assert new != old  # the change shows in greedy text: the test can tell the two apart
+    assert live.run(PROMPT, greedy)[0].text == old  # not refreshed yet
+    live.refresh()
+    assert live.run(PROMPT, greedy)[0].text == new
+
+
 # ---- seeds, batches, streaming, stops -------------------------------------------------------------
 
 
