@@ -1,12 +1,15 @@
 """charlm.nn.kernels against the Keras layers it replaces: outputs, final states and gradients."""
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from charlm.nn import kernels
-from charlm.nn.kernels import rnn_inference, rnn_sequence
+from charlm.runtime import import_keras
+
+keras = import_keras()  # TensorFlow started as charlm starts it
+import tensorflow as tf  # noqa: E402
+
+from charlm.nn import kernels  # noqa: E402
+from charlm.nn.kernels import rnn_inference, rnn_sequence  # noqa: E402
 
 LAYERS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
 N_STATES = {"lstm": 2, "gru": 1, "rnn": 1}

@@ -4,6 +4,7 @@ every bad input refused in one line without touching an existing run."""
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -206,10 +207,11 @@ def test_output_directory_not_writable(tiny_corpus, tmp_path):
     assert_one_line_error(invoke("train", tiny_corpus, "--out", blocker / "sub", *FLAGS), "output directory")
 
 
-def test_existing_model_is_never_overwritten(tiny_run, tiny_corpus):
-    before = os.stat(tiny_run["model_path"]).st_mtime_ns
-    assert_one_line_error(invoke("train", tiny_corpus, "--out", tiny_run["run_dir"], *FLAGS), "already holds")
-    assert os.stat(tiny_run["model_path"]).st_mtime_ns == before
+def test_existing_model_is_never_overwritten(tiny_run, tiny_corpus, tmp_path):
+    run = shutil.copytree(tiny_run["run_dir"], tmp_path / "run")  # a copy: the shared model stays safe
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir() if p.is_file()}
+    assert_one_line_error(invoke("train", tiny_corpus, "--out", run, *FLAGS), "already holds")
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir() if p.is_file()} == before
 
 
 def test_no_temporary_model_files_left(tiny_run):

@@ -316,14 +316,14 @@ def test_cli_bad_flags(tiny_model_path, flags, fragment):
 
 
 def test_cli_bad_model_files(tmp_path):
-    assert_one_line_error(_run(tmp_path / "missing.keras"))
+    assert_one_line_error(_run(tmp_path / "missing.keras"), "model file not found")
     not_zip = tmp_path / "notzip.keras"
     not_zip.write_text("hello")
-    assert_one_line_error(_run(not_zip))
+    assert_one_line_error(_run(not_zip), "notzip.keras is not a Keras model file")
     other = tmp_path / "other.keras"
     with zipfile.ZipFile(other, "w") as archive:
         archive.writestr("config.json", "{}")
-    assert_one_line_error(_run(other))
+    assert_one_line_error(_run(other), "other.keras", "not a charlm model")
 
 
 @pytest.mark.slow  # starts a subprocess
