@@ -92,3 +92,37 @@ def _save(figure, path: Path) -> Path:
     finally:
         plt.close(figure)
     return path
+
+
+def plot_gradients(results: list, path, title: str | None = None) -> Path:
+    """The vanishing-gradient curves of :func:`charlm.inspect.gradients.gradient_curve`'s results
+    (each with its ``model``), all on one log-scale figure: a line per model, layer and state (h
+    solid, an LSTM's c dashed), the lag where each first falls to 1/10 of its value at lag 0
+    marked with a circle, to 1/100 with a square."""
+    path = check_png(path)
+    figure, ax = plt.subplots(figsize=(8.5, 5.2), constrained_layout=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    layer_color = {}  # (model, layer) -> color index: a layer's h and c share a color
+    for number, result in enumerate(results):
+        name = f"{Path(str(result['model'])).stem}: " if len(results) > 1 else ""
+        for curve in result["curves"]:
+            norm = np.asarray(curve["norm"], dtype=float)
+            shown = np.where(norm > 0, norm, np.nan)  # a log scale has no zero
+            lags = np.arange(len(norm))
+            color = colors[layer_color.setdefault((number, curve["layer"]), len(layer_color)) % len(colors)]
+            ax.plot(lags, shown, color=color, lw=1.4, ls="-" if curve["state"] == "h" else "--",
+                    label=f"{name}layer {curve['layer']} {curve['state']}")
+            for key, marker in (("lag_10", "o"), ("lag_100", "s")):
+                if curve[key] is not None and np.isfinite(shown[curve[key]]):
+                    ax.plot([curve[key]], [shown[curve[key]]], marker=marker, color=color, ms=6, mfc="none", mew=1.4)
+    ax.plot([], [], "o", color="0.3", mfc="none", label="falls to 1/10 of lag 0")
+    ax.plot([], [], "s", color="0.3", mfc="none", label="falls to 1/100 of lag 0")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"lag $k$ (0: the state after reading $x_{t-1}$, which predicts $x_t$)")
+    ax.set_ylabel(r"mean $\|\partial \log p(x_t) \,/\, \partial\, \mathrm{state}_{t-k}\|$")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, ncol=2 if len(layer_color) > 6 else 1)
+    positions = sorted({len(result["positions"]) for result in results})
+    ax.set_title(title or r"gradient of $\log p(x_t)$ with respect to the state $k$ tokens back "
+                          f"(mean over {'/'.join(map(str, positions))} positions)", fontsize=10)
+    return _save(figure, path)
