@@ -52,24 +52,18 @@ def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def assert_one_line_error(result, *fragments, code: int = 1, after_progress: bool = False) -> str:
-    """The way every failure a user can cause ends: exit status ``code``, and on stderr one
-    line, starting with "charlm: error:", that contains each of ``fragments``; no traceback.
-
-    ``result`` is a click runner result or a ``subprocess.CompletedProcess``. With
-    ``after_progress`` the command may have logged progress lines (such as "tokenized ...")
-    before failing: the error must then be the last line, and the only error line.
-    Returns the error line."""
+def assert_one_line_error(result, *fragments, code: int = 1) -> str:
+    """The way every failure a user can cause ends: exit status ``code`` (1; 2 for usage
+    errors), and on stderr exactly one line, starting with "charlm: error:", that contains each
+    of ``fragments``; no traceback. ``result`` is a click runner result or a
+    ``subprocess.CompletedProcess``. Returns the error line."""
     exit_code = result.exit_code if hasattr(result, "exit_code") else result.returncode
     stdout, stderr = result.stdout or "", result.stderr or ""
     assert exit_code == code, f"exit status {exit_code}, expected {code}\nstdout: {stdout}\nstderr: {stderr}"
     assert "Traceback" not in stdout + stderr, stderr
     lines = stderr.splitlines()
-    if after_progress:
-        assert lines and [line for line in lines if line.startswith(ERROR_PREFIX)] == lines[-1:], stderr
-    else:
-        assert len(lines) == 1 and stderr.endswith("\n"), f"not one line: {stderr!r}"
-    line = lines[-1]
+    assert len(lines) == 1 and stderr.endswith("\n"), f"not one line: {stderr!r}"
+    line = lines[0]
     assert line.startswith(ERROR_PREFIX), stderr
     for fragment in fragments:
         assert fragment in line, f"{fragment!r} not in {line!r}"
