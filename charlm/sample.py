@@ -15,7 +15,7 @@ How a sample is made:
 The loop does not call the Keras model per step: :class:`Sampler` reads the weights of the
 model's layers once and runs each layer's step with the kernels' cell arithmetic
 (:func:`charlm.nn.kernels.cell_step`), with the embedding folded into the first layer's input
-projection, a (V, gates·H) table looked up per token. ``tests/test_sampling.py`` checks it against the
+projection, a (V, gates·H) table looked up per token. ``tests/test_sample.py`` checks it against the
 Keras model's logits. The batch size is whatever ``num_samples`` asks for; nothing of the
 training batch size is used.
 
