@@ -282,20 +282,40 @@ def test_a_text_too_long_for_the_page_is_refused(tiny_model_path, tmp_path, monk
     out = tmp_path / "page.html"
     # refused before reading: the page could not fit however well it compressed
     monkeypatch.setattr(pages, "LIMIT", 1_000)
-    line = assert_one_line_error(invoke("show", tiny_model_path, "--max-tokens", 1000, "-o", out),
+    line = assert_one_line_error(invoke("show", tiny_model_path, "--max-tokens", 1000, "--values", "h,c", "-o", out),
                                  "over the 0.001 MB limit", "--max-tokens", "--values h")
     assert "at least" in line
     # refused once built: even at the coarsest precision the page passes the limit
     monkeypatch.setattr(pages, "LIMIT", 40_000)
-    line = assert_one_line_error(invoke("show", tiny_model_path, "--max-tokens", 1000, "-o", out),
+    line = assert_one_line_error(invoke("show", tiny_model_path, "--max-tokens", 1000, "--values", "h,c", "-o", out),
                                  "even at 3 bits", "--max-tokens")
     suggested = int(re.search(r"--max-tokens (\d+)", line).group(1))
     assert 0 < suggested < 1000
     assert list(tmp_path.iterdir()) == []
     # the suggestion fits
-    result = invoke("show", tiny_model_path, "--max-tokens", suggested, "-o", out)
+    result = invoke("show", tiny_model_path, "--max-tokens", suggested, "--values", "h,c", "-o", out)
     assert result.exit_code == 0, result.stderr
     assert out.stat().st_size <= 40_000
+
+
+def test_without_values_a_page_too_small_for_h_and_c_keeps_h(lm, tiny_model_path, tmp_path, monkeypatch):
+    import charlm.inspect.page as pages
+    from charlm.inspect.text import read_text
+
+    out = tmp_path / "page.html"
+    shown = pages.show(lm, read_text(lm, max_tokens=1000).text)
+    h_alone = len(pages.page(pages.keeping(shown, ["h"]), bits=3)[0])
+    assert len(pages.page(shown, bits=3)[0]) > h_alone + 2_000  # c takes room: the limit below holds h only
+    monkeypatch.setattr(pages, "LIMIT", h_alone + 1_000)
+    result = invoke("show", tiny_model_path, "--max-tokens", 1000, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert "so the page holds h" in result.stderr and result.stderr.count("\n") == 1
+    data = pages.read_page(out.read_bytes())
+    assert [list(layer) for layer in data["values"]] == [["h"], ["h"]] and out.stat().st_size <= h_alone + 1_000
+    # where even h does not fit, the refusal speaks of h alone
+    monkeypatch.setattr(pages, "LIMIT", 1_000)
+    line = assert_one_line_error(invoke("show", tiny_model_path, "--max-tokens", 1000, "-o", out), "--max-tokens")
+    assert "--values" not in line
 
 
 def test_json_too_long_is_refused(tiny_model_path, tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ DEFAULT_TOKENS = 2_000  # of the bundled held-out text, when no --file or --text
               help="Units to preselect on the page (and the units --json writes): LAYER:UNIT pairs, "
                    "comma-separated, layers from 1 and units from 0, e.g. 1:37,2:200.")
 @click.option("--values", "value_names", default=None,
-              help="The values in the page, comma-separated [default: h, and c for an LSTM]: h; an LSTM's "
+              help="The values in the page, comma-separated [default: h, and c for an LSTM where the page can hold it]: h; an LSTM's "
                    "c, i, f, g, o; a GRU's z, r, g; a SimpleRNN's a.")
 @click.option("--encoding-errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="Bytes that are not UTF-8: stop with an error, or read them as U+FFFD.")
@@ -64,11 +64,12 @@ def command(model, files, text, max_tokens, units, value_names, encoding_errors,
         max_tokens = DEFAULT_TOKENS
     source = read_text(lm, files, text, encoding_errors, max_tokens)
     count = len(chosen) if as_json and chosen else config.layers * config.hidden
-    pages.check_size(source.tokens, count, values, as_json=as_json)
+    # Without --values a page that cannot hold h and c keeps h alone: check what h alone needs.
+    pages.check_size(source.tokens, count, values if value_names or as_json else values[:1], as_json=as_json)
     shown = pages.show(lm, source.text, values, units,
                        about={"model": str(model), "text": source.source, "unknown": source.unknown})
-    summary = (f"{source.tokens:,} tokens of {source.source}, {source.unknown:,} unknown to the model, "
-               f"values {', '.join(values)}")
+    described = f"{source.tokens:,} tokens of {source.source}, {source.unknown:,} unknown to the model"
+    summary = f"{described}, values {', '.join(values)}"
     if as_json:
         body = json.dumps(pages.numbers(shown), ensure_ascii=False, allow_nan=False)
         if len(body) > pages.LIMIT:
@@ -80,8 +81,17 @@ def command(model, files, text, max_tokens, units, value_names, encoding_errors,
             return
         body = body.encode("utf-8")
     else:
-        body, bits = pages.page(shown)
-        summary += f" at {bits} bits"
+        note = ""
+        try:
+            body, bits = pages.page(shown)
+        except pages.PageTooLarge:
+            if value_names or len(values) == 1:
+                raise
+            shown = pages.keeping(shown, values[:1])
+            body, bits = pages.page(shown)
+            note = f"; {', '.join(values)} would pass {pages.LIMIT / 1e6:g} MB, so the page holds {values[0]} " \
+                   f"(--values {','.join(values)} with fewer --max-tokens for the rest)"
+        summary = f"{described}, values {', '.join(shown.values)} at {bits} bits{note}"
     _write(out, body, atomic_path)
     click.echo(f"charlm: wrote {out} ({len(body) / 1e6:.2f} MB): {summary}", err=True)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import dataclasses
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ import numpy as np
 from charlm.errors import CharlmError
 from charlm.evaluate import token_label
 from charlm.inspect.activations import NAMES, WINDOW, Activations, read_windows, text_pieces
-from charlm.inspect.saturation import GATES, LEFT, RIGHT
+from charlm.inspect.saturation import GATES, SaturationCounts
 from charlm.nn.kernels import TRACED
 
 LIMIT = 10_000_000  # bytes: the largest page (or JSON file) charlm show writes
@@ -48,6 +49,10 @@ FLOOR_BITS = 0.5
 ESCAPE = 0x01  # in the embedded bytes: the next byte is one of ESCAPED, plus 0x40
 ESCAPED = (0x00, ESCAPE, 0x0D, 0x3C)  # NUL and CR (HTML parsing changes them), "<" (could end the script)
 JSON_BYTES = 9  # about the characters of one value in the JSON output ("-0.12345,")
+
+
+class PageTooLarge(CharlmError):
+    """The page (or JSON) would pass its size limit."""
 
 
 @dataclass
@@ -142,7 +147,7 @@ def check_size(tokens: int, units: int, values, limit: int | None = None, as_jso
         fixed = TEMPLATE.stat().st_size
         least = fixed + tokens * len(values) * units * FLOOR_BITS / 8
     if least > limit:
-        raise CharlmError(_too_big(least, tokens, limit, values, as_json, least=True, fixed=fixed))
+        raise PageTooLarge(_too_big(least, tokens, limit, values, as_json, least=True, fixed=fixed))
 
 
 def _too_big(size: float, tokens: int, limit: int, values, as_json: bool, least: bool = False,
@@ -178,44 +183,37 @@ def show(lm, text: str, values=None, units=None, about=None, window: int = WINDO
     config = lm.config
     values = check_values(values, config.cell)
     units = check_units(units, config.layers, config.hidden)
-    gates = GATES[config.cell]
     ids = lm.tokenizer.encode(text).astype(np.int32) if text else np.zeros(0, np.int32)
     n, hidden, top_k = len(ids), config.hidden, min(TOP_K, lm.tokenizer.vocab_size)
     kept = [{name: np.zeros((n, hidden), np.float32) for name in values} for _ in range(config.layers)]
-    low, high = (-RIGHT, RIGHT) if config.cell == "rnn" else (LEFT, RIGHT)
-    left = np.zeros((config.layers, len(gates), hidden), np.int64)
-    right = np.zeros_like(left)
+    counts = SaturationCounts(config.cell, config.layers, hidden)
     logp = np.full(n, np.nan)
     top_ids, top_probs = np.zeros((n, top_k), np.int32), np.zeros((n, top_k), np.float32)
     states = []
-    for part in read_windows(lm, ids, tuple(dict.fromkeys(values + gates)), None, top_k, window):
+    for part in read_windows(lm, ids, tuple(dict.fromkeys(values + counts.gates)), None, top_k, window):
         for layer, part_values in enumerate(part.values):
             for name in values:
                 kept[layer][name][part.at] = part_values[name]
-            for g, gate in enumerate(gates):
-                left[layer, g] += np.count_nonzero(part_values[gate] < low, axis=0)
-                right[layer, g] += np.count_nonzero(part_values[gate] > high, axis=0)
+        counts.add(part)
         logp[part.predicted] = part.logp
         top_ids[part.at], top_probs[part.at] = part.top_ids, part.top_probs
         states = part.states
     labels = {int(i): token_label(lm.tokenizer, i) for i in np.unique(np.concatenate([ids, top_ids.ravel()]))}
     acts = Activations(config.cell, ids, [labels[int(i)] for i in ids], text_pieces(lm.tokenizer, text), kept,
                        logp, top_ids, top_probs, [s.numpy()[0] for s in states])
-    layers = []
-    for layer in range(config.layers):
-        per_gate = {}
-        for g, gate in enumerate(gates):
-            fractions_left, fractions_right = left[layer, g] / n, right[layer, g] / n
-            per_gate[gate] = {"left": fractions_left.tolist(), "right": fractions_right.tolist(),
-                              "median_left": float(np.median(fractions_left)),
-                              "median_right": float(np.median(fractions_right))}
-        layers.append(per_gate)
-    saturation = {"cell": config.cell, "tokens": n, "thresholds": {"left": low, "right": high}, "layers": layers}
+    saturation = counts.result()
     unk = lm.tokenizer.unk_id
     unknown_at = np.flatnonzero(ids == unk) if unk is not None else np.zeros(0, np.int64)
     about = {"cell": config.cell, "layers": config.layers, "units": hidden, "tokenizer": lm.tokenizer.kind,
              "tokens": n, "unknown": len(unknown_at), **(about or {})}
-    return Shown(acts, saturation, values, units, about, labels, unknown_at, left, right)
+    return Shown(acts, saturation, values, units, about, labels, unknown_at, counts.left, counts.right)
+
+
+def keeping(shown: Shown, values) -> Shown:
+    """``shown`` with only the value names ``values`` (a smaller page of the same text)."""
+    values = tuple(values)
+    kept = [{name: layer[name] for name in values} for layer in shown.acts.values]
+    return dataclasses.replace(shown, values=values, acts=dataclasses.replace(shown.acts, values=kept))
 
 
 def first_unit(shown: Shown) -> tuple:
@@ -269,7 +267,7 @@ def page(shown: Shown, limit: int | None = None, bits=None) -> tuple:
         middle = (low + high + 1) // 2
         low, high = (middle, high) if estimate(middle) <= limit * 0.95 else (low, middle - 1)
     message = _too_big(size, n, limit, shown.values, False, fits=low)
-    raise CharlmError(message.replace(" MB, over", f" MB even at {candidates[-1]} bits per value, over", 1))
+    raise PageTooLarge(message.replace(" MB, over", f" MB even at {candidates[-1]} bits per value, over", 1))
 
 
 def _page_data(shown: Shown) -> tuple:
