@@ -11,6 +11,8 @@ The public API:
 ``import charlm`` stays fast: the names that need TensorFlow load it when first used.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 __all__ = ["train", "load", "LanguageModel", "Observer", "CharlmError", "__version__"]
 
@@ -27,7 +29,5 @@ _LAZY = {
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'charlm' has no attribute {name!r}")

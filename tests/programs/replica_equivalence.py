@@ -8,7 +8,6 @@ Usage: python replica_equivalence.py CORPUS CELL CLIPNORM STEPS
 import json
 import sys
 
-import numpy as np
 
 from charlm.runtime import import_keras
 
