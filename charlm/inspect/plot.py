@@ -104,7 +104,7 @@ def plot_gradients(results: list, path, title: str | None = None) -> Path:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     layer_color = {}  # (model, layer) -> color index: a layer's h and c share a color
     for number, result in enumerate(results):
-        name = f"{Path(str(result['model'])).stem}: " if len(results) > 1 else ""
+        name = f"{_model_name(result)}: " if len(results) > 1 else ""
         for curve in result["curves"]:
             norm = np.asarray(curve["norm"], dtype=float)
             shown = np.where(norm > 0, norm, np.nan)  # a log scale has no zero
@@ -126,3 +126,11 @@ def plot_gradients(results: list, path, title: str | None = None) -> Path:
     ax.set_title(title or r"gradient of $\log p(x_t)$ with respect to the state $k$ tokens back "
                           f"(mean over {'/'.join(map(str, positions))} positions)", fontsize=10)
     return _save(figure, path)
+
+
+def _model_name(result: dict) -> str:
+    """How a figure names a model: its file's name, or its run directory's for a run's
+    ``model.keras``, and its cell ("lstm/ (LSTM)")."""
+    path = Path(str(result["model"]))
+    name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+    return f"{name} ({result['cell'].upper()})"
