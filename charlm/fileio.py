@@ -31,7 +31,7 @@ def atomic_path(path, fsync: bool = True):
     try:
         yield tmp
         if fsync:
-            _fsync(tmp)
+            flush_to_disk(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
@@ -96,7 +96,8 @@ def check_creatable_dir(path) -> Path:
     return path
 
 
-def _fsync(path: Path):
+def flush_to_disk(path):
+    """Flush the file or directory ``path`` to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -135,9 +135,7 @@ def plot_runs(run_dirs, out=None, title: str | None = None) -> Path:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
     fig.suptitle(title or (runs[0].name if len(runs) == 1 else f"{len(runs)} runs"))
-    _save_atomic(fig, out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def _draw_losses(ax, run: RunCurves, x_key: str, colour, label, show_raw: bool):
@@ -181,6 +179,13 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _save_atomic(fig, out: Path):
-    with atomic_path(out, fsync=False) as tmp:
-        fig.savefig(tmp, dpi=110, format=out.suffix[1:].lower())
+def save_figure(figure, path: Path) -> Path:
+    """Write a matplotlib ``figure`` to ``path`` (its format from the suffix) atomically, and
+    close it."""
+    path = Path(path)
+    try:
+        with atomic_path(path, fsync=False) as tmp:
+            figure.savefig(tmp, dpi=110, format=path.suffix[1:].lower())
+    finally:
+        plt.close(figure)
+    return path

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
 from charlm.errors import CharlmError
-from charlm.fileio import atomic_path
-
-matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from charlm.plotting import plt, save_figure  # pyplot on the file-only backend
 
 GROUPINGS = {"condition": "by_condition", "attractors": "by_attractors", "file": "by_file"}
 _MARKERS = {"always_singular": ("v", "always singular"), "always_plural": ("^", "always plural"),
@@ -63,9 +58,4 @@ def plot_summary(summary: dict, path, by: str = "auto", title: str | None = None
     axes.set_title(title or f"agreement accuracy by {by}")
     axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     figure.tight_layout()
-    try:
-        with atomic_path(path, fsync=False) as tmp:
-            figure.savefig(tmp, dpi=110)
-    finally:
-        plt.close(figure)
-    return path
+    return save_figure(figure, path)

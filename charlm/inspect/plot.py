@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 
 from charlm.errors import CharlmError
-from charlm.fileio import atomic_path
 from charlm.inspect.activations import NAMES
-
-matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+from charlm.plotting import plt, save_figure  # pyplot on the file-only backend
 
 
 def check_png(path) -> Path:
@@ -47,7 +43,7 @@ def plot_saturation(result: dict, path, title: str | None = None) -> Path:
             ax.set_ylabel(f"fraction right-saturated (> {result['thresholds']['right']:g})", fontsize=8)
             ax.grid(alpha=0.3)
     figure.suptitle(title or f"{result['cell'].upper()} gate saturation over {result['tokens']:,} tokens")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_features(result: dict, path, title: str | None = None) -> Path:
@@ -82,16 +78,7 @@ def plot_features(result: dict, path, title: str | None = None) -> Path:
     for index in range(len(features), rows * columns):
         axes[index // columns][index % columns].axis("off")
     figure.suptitle(title or f"unit correlations with text features over {result['tokens']:,} tokens")
-    return _save(figure, path)
-
-
-def _save(figure, path: Path) -> Path:
-    try:
-        with atomic_path(path, fsync=False) as tmp:
-            figure.savefig(tmp, dpi=110)
-    finally:
-        plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def plot_gradients(results: list, path, title: str | None = None) -> Path:
@@ -125,7 +112,7 @@ def plot_gradients(results: list, path, title: str | None = None) -> Path:
     positions = sorted({len(result["positions"]) for result in results})
     ax.set_title(title or r"gradient of $\log p(x_t)$ with respect to the state $k$ tokens back "
                           f"(mean over {'/'.join(map(str, positions))} positions)", fontsize=10)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _model_name(result: dict) -> str:

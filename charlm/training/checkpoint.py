@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from charlm.errors import CharlmError
+from charlm.fileio import flush_to_disk
 from charlm.runtime import import_keras
 
 import_keras()
@@ -165,11 +166,11 @@ class Checkpointer:
         (partial / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
         for path in partial.rglob("*"):
             if path.is_file():
-                _fsync(path)
-        _fsync(partial)
+                flush_to_disk(path)
+        flush_to_disk(partial)
         final = self.folder / name
         os.replace(partial, final)  # the commit point
-        _fsync(self.folder)
+        flush_to_disk(self.folder)
         for old in list_checkpoints(self.folder.parent)[: -self.keep]:
             _remove(old)
         return final
@@ -207,14 +208,6 @@ def _remove(path: Path):
     trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
     os.replace(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
-
-
-def _fsync(path: Path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _python_rng_state() -> dict:
