@@ -244,7 +244,8 @@ def test_baselines_and_breakdowns():
                                     "shorter_form": pytest.approx(1.5 / 4)}
     assert summary["baselines_n"]["always_singular"] == 3
     assert summary["by_condition"]["c2"]["accuracy"] == 0.5
-    assert list(summary["by_attractors"]) == ["0", "1"] and summary["by_attractors"]["1"]["n"] == 2
+    assert list(summary["by_attractors"]) == ["0", "1", "unknown"] and summary["by_attractors"]["1"]["n"] == 2
+    assert summary["by_attractors"]["unknown"]["n"] == 1 and summary["by_subj_number"]["unknown"]["n"] == 1
     assert summary["by_file"]["a"]["baselines"]["shorter_form"] == 0.5
     assert summary["by_subj_number"]["sg"]["baselines"]["always_singular"] == 1.0
 

@@ -11,10 +11,16 @@ what it could not use; nothing is dropped without a record. An item is either
 Formats (``--format auto`` picks by extension, then by the first line):
 
 ``tsv``
-    Tab-separated, header first, no quoting. Either ``prefix``, ``correct``,
-    ``wrong`` (optional ``suffix``, joined to the form with one space) or
-    ``sentence_good``, ``sentence_bad``; optional ``condition``, ``n_attractors``
-    (an integer) and ``subj_number`` (``sg``/``pl``, also ``sing``/``plur``).
+    Tab-separated (no quoting) or comma-separated (quoted fields as the csv
+    module reads them), told apart by the extension (.tsv, .csv), else by the
+    header line; header first, a UTF-8 byte-order mark and CRLF line ends
+    allowed. Either ``prefix``, ``correct``, ``wrong`` (optional ``suffix``,
+    joined to the form with one space) or ``sentence_good``, ``sentence_bad``;
+    optional ``condition``, ``n_attractors`` (an integer) and ``subj_number``
+    (``sg``/``pl``, also ``sing``/``plur``). In these three columns an empty
+    cell, ``NA``, ``N/A``, ``NaN``, ``None``, ``null`` or ``-`` (any case) means
+    unknown: the item is scored and falls in the "unknown" group of that
+    column's breakdown.
 ``blimp``
     JSON lines with ``sentence_good``, ``sentence_bad`` and, where the pair
     differs in one word after a shared prefix, ``one_prefix_prefix``,
@@ -33,6 +39,7 @@ Formats (``--format auto`` picks by extension, then by the first line):
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +47,8 @@ from pathlib import Path
 FORMATS = ("auto", "tsv", "blimp", "gulordava")
 METHODS = ("sentence", "prefix")
 GULORDAVA_SUFFIXES = (".text", ".gold", ".eval", ".tab")
+# Annotation cells that mean "unknown", compared in lower case after stripping blanks.
+UNKNOWN_VALUES = frozenset({"", "na", "n/a", "nan", "none", "null", "-"})
 _NUMBERS = {"sg": "sg", "sing": "sg", "singular": "sg", "pl": "pl", "plur": "pl", "plural": "pl"}
 
 
@@ -130,13 +139,20 @@ def detect(path: Path) -> str | None:
     if suffix in (".jsonl", ".json"):
         return "blimp"
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
             first = next((line for line in f if line.strip()), "")
     except OSError:
         return None
     if first.lstrip().startswith("{"):
         return "blimp"
-    header = set(first.rstrip("\r\n").split("\t"))
+    first = first.rstrip("\r\n")
+    delimiter = _delimiter(path, first)
+    try:
+        cells = next(csv.reader([first], delimiter=delimiter,
+                                quoting=csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE), [])
+    except csv.Error:
+        return None
+    header = {cell.strip() for cell in cells}
     if {"prefix", "correct", "wrong"} <= header or {"sentence_good", "sentence_bad"} <= header:
         return "tsv"
     return None
@@ -150,9 +166,10 @@ def _expand(paths, fmt, skips):
         path = Path(given)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            candidates = [p for p in found if p.suffix.lower() in (".tsv", ".jsonl", *GULORDAVA_SUFFIXES)]
+            candidates = [p for p in found if p.suffix.lower() in (".tsv", ".csv", ".jsonl", *GULORDAVA_SUFFIXES)]
             if not candidates:
-                skips.append(Skip(str(path), "the directory holds no .tsv, .jsonl or .gold/.text/.eval files", 0))
+                skips.append(Skip(str(path), "the directory holds no .tsv, .csv, .jsonl or .gold/.text/.eval files",
+                                  0))
         elif path.exists():
             candidates = [path]
         elif any(path.with_name(path.name + s).exists() for s in GULORDAVA_SUFFIXES):
@@ -177,16 +194,28 @@ def _stem(path: Path) -> Path:
 
 
 def read_tsv(path) -> tuple[list, list]:
-    """Items and skips of a TSV suite (see the module docstring)."""
+    """Items and skips of a TSV or CSV suite (see the module docstring)."""
     path = Path(path)
     source = str(path)
-    with open(path, encoding="utf-8", newline="") as f:
-        lines = f.read().split("\n")
-    numbered = [(k, line.rstrip("\r")) for k, line in enumerate(lines, start=1) if line.strip()]
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        text = f.read()
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = _delimiter(path, first)
+    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+    numbered, previous = [], 0
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+        for fields in reader:
+            start, previous = previous + 1, reader.line_num
+            if any(field.strip() for field in fields):
+                numbered.append((start, fields))
+    except csv.Error as error:
+        return [], [Skip(source, f"cannot read the file as {'CSV' if delimiter == ',' else 'TSV'} "
+                                 f"(line {previous + 1}: {_short(error)})", max(len(numbered) - 1, 0))]
     if not numbered:
         return [], [Skip(source, "the file is empty", 0)]
-    header_no, header_line = numbered[0]
-    header = header_line.split("\t")
+    header_no, header = numbered[0]
+    header = [name.strip() for name in header]
     columns = {name: i for i, name in enumerate(header)}
     if {"prefix", "correct", "wrong"} <= columns.keys():
         pair = False
@@ -196,8 +225,7 @@ def read_tsv(path) -> tuple[list, list]:
         return [], [Skip(source, "the header has neither prefix/correct/wrong nor sentence_good/sentence_bad "
                                  f"columns (line {header_no})", len(numbered) - 1)]
     items, skips = [], []
-    for number, line in numbered[1:]:
-        fields = line.split("\t")
+    for number, fields in numbered[1:]:
         if len(fields) != len(header):
             skips.append(Skip(source, f"malformed row: {len(fields)} columns where the header has {len(header)}",
                               1, number))
@@ -216,19 +244,40 @@ def read_tsv(path) -> tuple[list, list]:
     return items, skips
 
 
+def _delimiter(path: Path, header: str) -> str:
+    """"," for a .csv file, a tab for a .tsv file; otherwise whichever the header line
+    uses (a tab where it has one)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return ","
+    if suffix == ".tsv" or "\t" in header:
+        return "\t"
+    return "," if "," in header else "\t"
+
+
+def is_unknown(value) -> bool:
+    """Whether an annotation cell says "no value": empty, or NA, N/A, NaN, None, null
+    or "-" in any case, blanks around it ignored."""
+    return value is None or value.strip().lower() in UNKNOWN_VALUES
+
+
 def _annotations(row: dict) -> tuple[dict, str | None]:
-    """condition, n_attractors, subj_number of a row, or a reason it is malformed."""
-    extra = {"condition": row.get("condition") or None}
-    attractors = row.get("n_attractors", "").strip()
-    if attractors:
+    """condition, n_attractors, subj_number of a row, or a reason it is malformed;
+    a cell that :func:`is_unknown` leaves the value unknown (None)."""
+    condition = row.get("condition")
+    extra = {"condition": None if is_unknown(condition) else condition}
+    attractors = row.get("n_attractors")
+    if not is_unknown(attractors):
+        attractors = attractors.strip()
         try:
             extra["n_attractors"] = int(attractors)
         except ValueError:
             return extra, f"n_attractors is not an integer: {attractors[:20]!r}"
         if extra["n_attractors"] < 0:
             return extra, "n_attractors is negative"
-    number = row.get("subj_number", "").strip()
-    if number:
+    number = row.get("subj_number")
+    if not is_unknown(number):
+        number = number.strip()
         if number.lower() not in _NUMBERS:
             return extra, f"subj_number must be sg or pl, got {number[:20]!r}"
         extra["subj_number"] = _NUMBERS[number.lower()]

@@ -87,13 +87,23 @@ def summarize(results, skips=()) -> dict:
     }
 
 
+UNKNOWN = "unknown"  # the group of the items whose value is not known
+
+
 def _breakdown(results, key) -> dict:
     """Group summaries keyed by ``key(item)`` as a string, in first-seen order
-    (numbers in numeric order); items without a value are left out."""
+    (numbers in numeric order); items without a value (None) form the group
+    ``"unknown"``, last, so the groups always add up to every scored item."""
     groups = defaultdict(list)
     for item, ok in results:
-        value = key(item)
-        if value is not None:
-            groups[value].append((item, ok))
-    order = sorted(groups) if all(isinstance(v, int) for v in groups) else list(groups)
-    return {str(value): group_summary(groups[value]) for value in order}
+        groups[key(item)].append((item, ok))
+    known = [value for value in groups if value is not None]
+    order = sorted(known) if all(isinstance(v, int) for v in known) else known
+    out = {str(value): group_summary(groups[value]) for value in order}
+    if None in groups:
+        unknown = groups[None]
+        if UNKNOWN in out:  # a real group named "unknown": the two are one
+            unknown = [*groups[UNKNOWN], *unknown]
+            del out[UNKNOWN]
+        out[UNKNOWN] = group_summary(unknown)
+    return out

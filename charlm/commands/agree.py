@@ -15,7 +15,7 @@ from charlm.agreement.formats import FORMATS, METHODS
 @click.argument("data", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="auto: .jsonl is BLiMP; .text/.gold/.eval/.tab (or their stem) the Gulordava layout; "
-                   "other files by their header.")
+                   ".csv and .tsv (or other files, by their header) TSV/CSV.")
 @click.option("--method", type=click.Choice(METHODS), default="sentence", show_default=True,
               help="For BLiMP pairs that also give a shared prefix: compare whole sentences (BLiMP's "
                    "own measure) or the differing word after the prefix.")
@@ -28,8 +28,10 @@ def command(model, data, fmt, method, as_json, plot, plot_by):
 
     \b
     DATA formats:
-      TSV with a header: prefix, correct, wrong [, suffix] or sentence_good,
-        sentence_bad; optional condition, n_attractors, subj_number (sg/pl).
+      TSV or CSV with a header: prefix, correct, wrong [, suffix] or
+        sentence_good, sentence_bad; optional condition, n_attractors,
+        subj_number (sg/pl), where an empty cell, NA, N/A, NaN, None, null
+        or - means unknown (the item is scored, in an "unknown" group).
       BLiMP JSONL: sentence_good, sentence_bad [, one_prefix_*].
       Linzen/Gulordava: STEM.text + STEM.gold + STEM.eval [+ STEM.tab], given
         as any one of them or as STEM.
@@ -79,7 +81,8 @@ def format_table(summary: dict) -> str:
                 ("subject", "by_subj_number")]
     for title, key in sections:
         groups = summary[key]
-        if len(groups) < 2 and not (key == "by_condition" and groups):
+        # One group says nothing, except a condition's name; one "unknown" group says nothing at all.
+        if len(groups) < 2 and not (key == "by_condition" and groups and "unknown" not in groups):
             continue
         lines.append(f"by {title}")
         for name, group in groups.items():
