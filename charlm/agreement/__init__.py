@@ -1,6 +1,8 @@
 """Agreement tests: does the model prefer "the keys to the cabinet are" over "... is"?
 
-- :mod:`charlm.agreement.formats` reads TSV suites, BLiMP JSONL and the Linzen/Gulordava layout.
+- :mod:`charlm.agreement.formats` reads TSV/CSV suites, BLiMP JSONL and the Linzen/Gulordava layout.
+- :mod:`charlm.agreement.syntaxgym` reads SyntaxGym suites and parses their prediction formulas;
+  :mod:`charlm.agreement.gym_scoring` scores them (region surprisals, predictions, suite accuracies).
 - :mod:`charlm.agreement.scoring` compares the log-probabilities of the two forms, batched.
 - :mod:`charlm.agreement.stats` gives accuracies with Wilson intervals, breakdowns and baselines.
 - :mod:`charlm.agreement.plot` draws them; :mod:`charlm.agreement.observer` reports them per epoch.

@@ -8,7 +8,8 @@ what it could not use; nothing is dropped without a record. An item is either
   ``" on the table ."``); or
 - a *sentence pair*: ``correct`` and ``wrong`` are whole sentences (``prefix`` is None).
 
-Formats (``--format auto`` picks by extension, then by the first line):
+Formats (``--format auto`` picks by extension, then by the first line; a
+``.json`` file by its structure):
 
 ``tsv``
     Tab-separated (no quoting) or comma-separated (quoted fields as the csv
@@ -34,6 +35,9 @@ Formats (``--format auto`` picks by extension, then by the first line):
     condition (``original``/``nonce``) and the number of attractors. The
     prefix is cut at the target index: in nonce sentences the word there is
     neither form.
+``syntaxgym``
+    A SyntaxGym suite, one JSON object a file: read by
+    :mod:`charlm.agreement.syntaxgym` into :attr:`Loaded.suites`, not items.
 """
 
 from __future__ import annotations
@@ -41,10 +45,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-FORMATS = ("auto", "tsv", "blimp", "gulordava")
+FORMATS = ("auto", "tsv", "blimp", "gulordava", "syntaxgym")
 METHODS = ("sentence", "prefix")
 GULORDAVA_SUFFIXES = (".text", ".gold", ".eval", ".tab")
 # Annotation cells that mean "unknown", compared in lower case after stripping blanks.
@@ -85,11 +89,14 @@ class Skip:
 
 @dataclass
 class Loaded:
-    """What :func:`load` read: the items, the skips, and the files behind them."""
+    """What :func:`load` read: the agreement items, the skips, the files behind them,
+    and the SyntaxGym suites (:class:`charlm.agreement.syntaxgym.Suite`)."""
 
     items: list
     skips: list
     files: list
+    suites: list = field(default_factory=list)
+    suite_skips: list = field(default_factory=list)  # items of the suites that cannot be scored
 
 
 def load(paths, fmt: str = "auto", method: str = "sentence") -> Loaded:
@@ -100,9 +107,22 @@ def load(paths, fmt: str = "auto", method: str = "sentence") -> Loaded:
     form, the same form twice) too."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
-    items, skips, files = [], [], []
+    from charlm.agreement.syntaxgym import read_suite
+
+    items, skips, files, suites, suite_skips = [], [], [], [], []
     for path, kind in _expand(paths, fmt, skips):
         files.append(str(path))
+        if kind == "syntaxgym":
+            try:
+                found, skipped = read_suite(path)
+            except (OSError, UnicodeDecodeError) as error:
+                skips.append(Skip(str(path), f"cannot read the file ({_short(error)})", 0))
+                continue
+            suites.extend(found)
+            # A file that is no suite at all is a skipped file like any other.
+            skips.extend(s for s in skipped if not s.count)
+            suite_skips.extend(s for s in skipped if s.count)
+            continue
         reader = {"tsv": read_tsv, "blimp": read_blimp, "gulordava": read_gulordava}[kind]
         try:
             found, skipped = reader(path)
@@ -119,7 +139,7 @@ def load(paths, fmt: str = "auto", method: str = "sentence") -> Loaded:
                 skips.append(Skip(item.source, reason, 1, item.line))
             else:
                 items.append(item)
-    return Loaded(items, skips, files)
+    return Loaded(items, skips, files, suites, suite_skips)
 
 
 def unscorable(item: Item) -> str | None:
@@ -136,15 +156,17 @@ def detect(path: Path) -> str | None:
     suffix = path.suffix.lower()
     if suffix in GULORDAVA_SUFFIXES:
         return "gulordava"
-    if suffix in (".jsonl", ".json"):
+    if suffix == ".jsonl":
         return "blimp"
+    if suffix == ".json":
+        return _json_kind(path)
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             first = next((line for line in f if line.strip()), "")
     except OSError:
         return None
     if first.lstrip().startswith("{"):
-        return "blimp"
+        return _json_kind(path) or "blimp"
     first = first.rstrip("\r\n")
     delimiter = _delimiter(path, first)
     try:
@@ -158,6 +180,22 @@ def detect(path: Path) -> str | None:
     return None
 
 
+def _json_kind(path: Path) -> str | None:
+    """A JSON file's format: ``syntaxgym`` for a suite, ``blimp`` for JSON lines whose
+    first record has sentence_good and sentence_bad, else None."""
+    from charlm.agreement.syntaxgym import looks_like_suite
+
+    if looks_like_suite(path):
+        return "syntaxgym"
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            first = next((line for line in f if line.strip()), "")
+        record = json.loads(first)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return "blimp" if isinstance(record, dict) and {"sentence_good", "sentence_bad"} <= record.keys() else None
+
+
 def _expand(paths, fmt, skips):
     """(path, format) for every data set named; directories give their .tsv, .jsonl
     and Gulordava files, sorted; a Gulordava set appears once, as its stem."""
@@ -166,10 +204,11 @@ def _expand(paths, fmt, skips):
         path = Path(given)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            candidates = [p for p in found if p.suffix.lower() in (".tsv", ".csv", ".jsonl", *GULORDAVA_SUFFIXES)]
+            candidates = [p for p in found if p.suffix.lower() in (".tsv", ".csv", ".jsonl", ".json",
+                                                                  *GULORDAVA_SUFFIXES)]
             if not candidates:
-                skips.append(Skip(str(path), "the directory holds no .tsv, .csv, .jsonl or .gold/.text/.eval files",
-                                  0))
+                skips.append(Skip(str(path), "the directory holds no .tsv, .csv, .jsonl, .json or "
+                                             ".gold/.text/.eval files", 0))
         elif path.exists():
             candidates = [path]
         elif any(path.with_name(path.name + s).exists() for s in GULORDAVA_SUFFIXES):
@@ -179,8 +218,13 @@ def _expand(paths, fmt, skips):
             continue
         for candidate in candidates:
             kind = fmt if fmt != "auto" else ("gulordava" if not candidate.exists() else detect(candidate))
+            if kind is None and candidate.suffix.lower() == ".json":
+                skips.append(Skip(str(candidate), "unknown format: neither a SyntaxGym suite (an object with meta, "
+                                                  "region_meta, predictions and items) nor BLiMP JSON lines", 0))
+                continue
             if kind is None:
-                skips.append(Skip(str(candidate), "unknown format (use --format tsv, blimp or gulordava)", 0))
+                skips.append(Skip(str(candidate), "unknown format (use --format tsv, blimp, gulordava or syntaxgym)",
+                                  0))
                 continue
             if kind == "gulordava":
                 candidate = _stem(candidate)

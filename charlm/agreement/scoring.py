@@ -168,14 +168,15 @@ class AgreementResult:
 
 
 def run_agreement(lm, paths=(), fmt: str = "auto", method: str = "sentence", scorer=None,
-                  loaded=None) -> AgreementResult:
+                  loaded=None, allow_empty: bool = False) -> AgreementResult:
     """Load the agreement data in ``paths``, score it with ``lm`` (a
     :class:`charlm.nn.lm.LanguageModel`) and summarize.
 
     ``scorer`` (an :class:`~charlm.agreement.scoring.ItemScorer`) and ``loaded``
     (a :func:`~charlm.agreement.formats.load` result) may be passed in to reuse
     them, as the per-epoch observer does. Raises :class:`CharlmError` when not a
-    single item could be scored, naming what was skipped and why.
+    single item could be scored, naming what was skipped and why (unless
+    ``allow_empty``: then the summary says ``n`` 0).
     """
     started = time.perf_counter()
     loaded = loaded or load(paths, fmt, method)
@@ -183,7 +184,7 @@ def run_agreement(lm, paths=(), fmt: str = "auto", method: str = "sentence", sco
     scored, skips = scorer.score(loaded.items)
     skips = [*loaded.skips, *skips]
     summary = summarize([(s.item, s.ok) for s in scored], skips)
-    if summary["n"] == 0:
+    if summary["n"] == 0 and not allow_empty:
         raise CharlmError(f"no agreement item could be scored: {describe_skips(skips) or 'no items found'}")
     summary.update(files=loaded.files, method=method, seconds=time.perf_counter() - started)
     return AgreementResult(summary, scored, skips)

@@ -15,7 +15,8 @@ from charlm.agreement.formats import FORMATS, METHODS
 @click.argument("data", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="auto: .jsonl is BLiMP; .text/.gold/.eval/.tab (or their stem) the Gulordava layout; "
-                   ".csv and .tsv (or other files, by their header) TSV/CSV.")
+                   ".csv and .tsv (or other files, by their header) TSV/CSV; .json a SyntaxGym "
+                   "suite or BLiMP, by its structure.")
 @click.option("--method", type=click.Choice(METHODS), default="sentence", show_default=True,
               help="For BLiMP pairs that also give a shared prefix: compare whole sentences (BLiMP's "
                    "own measure) or the differing word after the prefix.")
@@ -35,6 +36,14 @@ def command(model, data, fmt, method, as_json, plot, plot_by):
       BLiMP JSONL: sentence_good, sentence_bad [, one_prefix_*].
       Linzen/Gulordava: STEM.text + STEM.gold + STEM.eval [+ STEM.tab], given
         as any one of them or as STEM.
+      SyntaxGym suites: JSON with meta, region_meta, predictions, items (one
+        suite a file), told by their structure; a directory of them.
+
+    A SyntaxGym suite's region surprisal (bits) is the sum or mean, per its
+    meta.metric, of its tokens' surprisals: for character and byte models the
+    region's characters with the space before it, for word models its words.
+    An item is correct when every prediction holds; the score is the mean of
+    the suites' accuracies.
 
     An item counts as correct when the model gives the correct version more
     probability. Prefix items compare log p(" " + form + boundary | prefix), the
@@ -55,22 +64,47 @@ def command(model, data, fmt, method, as_json, plot, plot_by):
     skipped, with reasons; the exit status is non-zero only when none could be
     scored.
     """
-    from charlm.agreement import describe_skips, run_agreement
+    from charlm.agreement import describe_skips
+    from charlm.agreement.formats import load as load_data
+    from charlm.agreement.scoring import ItemScorer, run_agreement
+    from charlm.errors import CharlmError
     from charlm.nn.lm import load
 
     lm = load(model)
-    result = run_agreement(lm, data, fmt, method)
-    summary = {"model": str(model), **result.summary}
-    if result.skips:
-        click.echo(f"charlm agree: skipped {summary['skipped']} items: {describe_skips(result.skips)}", err=True)
+    loaded = load_data(data, fmt, method)
+    scorer = ItemScorer(lm)
+    # Agreement items and SyntaxGym suites; failing only when neither gives anything to report.
+    agreement = run_agreement(lm, loaded=loaded, scorer=scorer, allow_empty=True) if loaded.items else None
+    skips = list(agreement.skips if agreement else loaded.skips)
+    if agreement is not None and agreement.summary["n"] == 0:
+        agreement = None
+    gym = None
+    if loaded.suites:
+        from charlm.agreement.gym_scoring import run_syntaxgym
+
+        gym = run_syntaxgym(lm, loaded.suites, loaded.suite_skips, scorer)
+    skips += gym.skips if gym else loaded.suite_skips
+    if agreement is None and (gym is None or gym.summary["n_items"] == 0):
+        raise CharlmError(f"nothing could be scored: {describe_skips(skips) or 'no items found'}")
+    summary = {"model": str(model), **(agreement.summary if agreement else {"files": loaded.files})}
+    if gym:
+        summary["syntaxgym"] = gym.summary
+    if skips:
+        total = sum(s.count for s in skips)
+        click.echo(f"charlm agree: skipped {total} items: {describe_skips(skips)}", err=True)
     if plot:
+        if agreement is None:
+            raise CharlmError("--plot draws agreement items, and none was scored (SyntaxGym suites are not drawn)")
         from charlm.agreement.plot import plot_summary
 
         plot_summary(summary, plot, plot_by)
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(format_table(summary))
+        tables = [format_table(summary)] if agreement else []
+        if gym:
+            tables.append(format_gym_table(gym.summary))
+        click.echo("\n\n".join(tables))
 
 
 def format_table(summary: dict) -> str:
@@ -107,3 +141,28 @@ def _row(label: str, group: dict) -> str:
         cell = "-" if base[k] is None else f"{base[k]:.3f}" + ("*" if counted[k] < group["n"] else "")
         cells.append(f"{cell:>9}")
     return f"  {label[:42]:42} {group['n']:>6} {group['accuracy']:>9.3f}   [{low:.3f}, {high:.3f}]  {' '.join(cells)}"
+
+
+def format_gym_table(gym: dict) -> str:
+    """The SyntaxGym report: per suite, its accuracy (all predictions held) and each
+    prediction's, then the score, the mean over suites."""
+    lines = [f"{'SyntaxGym suite':44} {'items':>6} {'accuracy':>9} {'95% interval':>16}"]
+    for suite in gym["suites"]:
+        if not suite["n"]:
+            lines.append(f"  {suite['name'][:42]:42} {0:>6}         -")
+            continue
+        lines.append(_gym_row(suite["name"], suite))
+        if len(suite["predictions"]) > 1:
+            for prediction in suite["predictions"]:
+                lines.append(_gym_row("  " + prediction["formula"], prediction))
+    if gym["score"] is not None:
+        lines.append(f"  {'score (mean over ' + str(gym['n_suites']) + ' suites)':42} {gym['n_items']:>6} "
+                     f"{gym['score']:>9.3f}")
+    if gym["skipped"]:
+        lines.append(f"skipped {gym['skipped']} item(s)")
+    return "\n".join(lines)
+
+
+def _gym_row(label: str, group: dict) -> str:
+    low, high = group["ci95"]
+    return f"  {label[:42]:42} {group['n']:>6} {group['accuracy']:>9.3f}   [{low:.3f}, {high:.3f}]"
