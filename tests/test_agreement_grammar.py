@@ -132,6 +132,8 @@ def test_command_line(tmp_path):
     assert len(read_suite(tmp_path / "agreement.tsv")) == 8 * len(CONDITIONS)
     for condition in CONDITIONS:
         assert len(read_suite(tmp_path / f"{condition}.tsv")) == 8
+    gym = sorted(p.stem for p in (tmp_path / "agreement_syntaxgym").iterdir())
+    assert gym == sorted(CONDITIONS)
 
 
 def test_command_line_refuses_unseen_vocabulary(tmp_path):

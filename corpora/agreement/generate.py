@@ -16,11 +16,16 @@ if __package__ in (None, ""):
 
 from corpora.agreement import DATA_DIR  # noqa: E402
 from corpora.agreement.grammar import generate_corpus, generate_suites, missing_words  # noqa: E402
+from corpora.agreement.suite_syntaxgym import write_syntaxgym_suites  # noqa: E402
 from corpora.agreement.suite_tsv import write_suite  # noqa: E402
 
 
+SYNTAXGYM_DIR = "agreement_syntaxgym"  # the suites again, as SyntaxGym JSON
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Generate ``train.txt`` and ``agreement.tsv`` into ``--out``; return the exit status."""
+    """Generate ``train.txt``, ``agreement.tsv`` and the same suites as SyntaxGym JSON,
+    one file a condition in ``agreement_syntaxgym/``, into ``--out``; return the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DATA_DIR, help="output folder (default: %(default)s)")
     parser.add_argument("--train-sentences", type=int, default=44000, help="default: %(default)s")
@@ -44,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "train.txt").write_text("\n".join(corpus) + "\n", encoding="utf-8")
     write_suite(args.out / "agreement.tsv", items)
+    write_syntaxgym_suites(args.out / SYNTAXGYM_DIR, items)
     if args.per_condition:
         for condition, condition_items in suites.items():
             write_suite(args.out / f"{condition}.tsv", condition_items)
