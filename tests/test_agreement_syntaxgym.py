@@ -251,6 +251,13 @@ def test_agree_cli_bad_suites(tiny_model_path, tmp_path):
     assert_one_line_error(invoke("agree", tiny_model_path, unparsable), "nothing could be scored", "does not parse")
 
 
+def test_plot_of_suites_alone_is_refused_in_one_line(tiny_model_path, tmp_path):
+    lacking = edited(tmp_path, "lacking.json", lambda r: r["items"][2]["conditions"].pop())
+    result = invoke("agree", tiny_model_path, lacking, "--plot", tmp_path / "x.png")
+    assert_one_line_error(result, "--plot draws agreement items")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_other_json_is_refused_in_one_line(tiny_model_path, tmp_path):
     path = tmp_path / "list.json"
     path.write_text("[1, 2, 3]\n", encoding="utf-8")

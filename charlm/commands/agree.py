@@ -89,12 +89,12 @@ def command(model, data, fmt, method, as_json, plot, plot_by):
     summary = {"model": str(model), **(agreement.summary if agreement else {"files": loaded.files})}
     if gym:
         summary["syntaxgym"] = gym.summary
+    if plot and agreement is None:
+        raise CharlmError("--plot draws agreement items, and none was scored (SyntaxGym suites are not drawn)")
     if skips:
         total = sum(s.count for s in skips)
         click.echo(f"charlm agree: skipped {total} items: {describe_skips(skips)}", err=True)
     if plot:
-        if agreement is None:
-            raise CharlmError("--plot draws agreement items, and none was scored (SyntaxGym suites are not drawn)")
         from charlm.agreement.plot import plot_summary
 
         plot_summary(summary, plot, plot_by)
