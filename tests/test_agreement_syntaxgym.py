@@ -273,3 +273,30 @@ def test_syntaxgym_reader_is_light():
 
     run = run_python("import sys\nimport charlm.agreement.syntaxgym\n" + NO_TENSORFLOW)
     assert run.returncode == 0, run.stderr
+
+
+JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-3, 12), st.text(max_size=8)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                   st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+                           max_leaves=20)
+
+
+@settings(max_examples=80, deadline=None)
+@given(items=st.lists(st.one_of(JSON_VALUES, st.fixed_dictionaries({
+           "item_number": st.integers(0, 5),
+           "conditions": st.lists(st.fixed_dictionaries({
+               "condition_name": st.sampled_from(["a", "b", "match_sing"]),
+               "regions": st.lists(st.fixed_dictionaries({"region_number": st.one_of(st.integers(0, 5), JSON_VALUES),
+                                                          "content": st.one_of(st.text(max_size=6), JSON_VALUES)}),
+                                   max_size=4)}), max_size=3)})), max_size=4),
+       meta=JSON_VALUES, predictions=st.one_of(JSON_VALUES, st.lists(st.fixed_dictionaries(
+           {"formula": st.sampled_from(["(1;%a%) < (1;%b%)", "(2;%a%) = 0 & (1;%b%) > 1", "(1;%a%"])}), max_size=2)))
+def test_suite_reader_never_crashes(tmp_path_factory, items, meta, predictions):
+    path = tmp_path_factory.mktemp("gym") / "suite.json"
+    path.write_text(json.dumps({"meta": meta, "region_meta": {}, "predictions": predictions, "items": items}),
+                    encoding="utf-8")
+    suites, skips = read_suite(path)
+    for suite in suites:
+        for item in suite.items:
+            for formula in suite.predictions:
+                assert all(c in item.conditions for _, c in formula.references)
