@@ -69,9 +69,9 @@ def test_parser_never_crashes(text):
 
 def test_sentence_pieces_skip_empty_regions():
     regions = ((1, "the"), (3, ""), (2, "keys"), (4, "are"), (5, ""))
-    assert sentence_pieces(regions, word=False) == ["the", " keys", "", " are", ""]
-    assert sentence_pieces(((1, ""), (2, "the")), word=False) == ["", "the"]
-    assert "".join(sentence_pieces(regions, word=False)) == "the keys are"
+    assert sentence_pieces(regions, word=False) == ["the ", "keys ", "", "are\n", ""]
+    assert sentence_pieces(((1, ""), (2, "the")), word=False) == ["", "the\n"]
+    assert "".join(sentence_pieces(regions, word=False)) == "the keys are\n"
     assert sentence_pieces(regions, word=True) == ["the", "keys", "", "are", ""]
 
 
@@ -140,11 +140,9 @@ def hand_surprisals(lm, regions, metric="sum"):
     """Region -> bits from charlm.evaluate.text_logprobs of the whole sentence, a character a token."""
     from charlm.evaluate import text_logprobs
 
-    pieces, started = [], False
-    for number, content in sorted(regions):
-        piece = (" " if started else "") + content if content else ""
-        started = started or bool(content)
-        pieces.append((number, piece))
+    filled = [number for number, content in sorted(regions) if content]
+    pieces = [(number, content + ("\n" if number == filled[-1] else " ") if content else "")
+              for number, content in sorted(regions)]
     sentence = "".join(piece for _, piece in pieces)
     ids, logp = text_logprobs(lm, sentence)
     assert len(ids) == len(sentence)  # one token a character

@@ -5,8 +5,9 @@ spaces (empty regions add no space), read from a fresh state after the same
 line-break context as every agreement item (see :mod:`charlm.agreement.scoring`).
 A region's surprisal, in bits, is the sum (or the mean, per the suite's
 ``meta.metric``) of its tokens' surprisals: for character and byte models its
-characters (bytes), the space before it included; for word models its words. An
-empty region has surprisal 0.
+characters (bytes) and the one that ends it (the space after it, or the line break
+after the last region; see :func:`charlm.agreement.syntaxgym.sentence_pieces`); for
+word models its words. An empty region has surprisal 0.
 
 An item is correct when all its suite's predictions hold; a suite's accuracy is
 the share of correct items, and the overall score the mean over suites (Hu et

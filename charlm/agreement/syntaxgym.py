@@ -184,16 +184,19 @@ def _check(item: GymItem, formulas) -> None:
 
 
 def sentence_pieces(regions, word: bool) -> list:
-    """Each region's text as the model reads it, in region order: its content, after one
-    space where an earlier region had content (character and byte models; the space
-    belongs to the region that follows it). A word model reads the contents alone."""
-    pieces, started = [], False
-    for _, content in sorted(regions):
-        if not content:
-            pieces.append("")
-            continue
-        pieces.append(content if word or not started else " " + content)
-        started = True
+    """Each region's text as the model reads it, in region order. Character and byte models:
+    its content and the character that ends it, the space before the next region with content
+    or, after the last, the line break that ends the sentence: that boundary is what tells
+    the model the word is over ("is" and a space is not the start of "island"), as a word
+    model's word token does by itself. A word model reads the contents alone."""
+    regions = sorted(regions)
+    filled = [k for k, (_, content) in enumerate(regions) if content]
+    pieces = []
+    for k, (_, content) in enumerate(regions):
+        if word or not content:
+            pieces.append(content)
+        else:
+            pieces.append(content + ("\n" if k == filled[-1] else " "))
     return pieces
 
 

@@ -41,7 +41,8 @@ def command(model, data, fmt, method, as_json, plot, plot_by):
 
     A SyntaxGym suite's region surprisal (bits) is the sum or mean, per its
     meta.metric, of its tokens' surprisals: for character and byte models the
-    region's characters with the space before it, for word models its words.
+    region's characters with the one that ends it (a space, or the final line
+    break), for word models its words.
     An item is correct when every prediction holds; the score is the mean of
     the suites' accuracies.
 
