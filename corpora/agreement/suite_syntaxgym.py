@@ -61,3 +61,25 @@ def write_syntaxgym_suites(folder: str | Path, items: Iterable[Item]) -> list[Pa
         write_syntaxgym_suite(path, condition, condition_items)
         paths.append(path)
     return paths
+
+
+def write_benchmark_suites(folder: str | Path, items: list[Item], suites: int = 34, per_suite: int = 25) -> Path:
+    """A directory of ``suites`` suites of ``per_suite`` items each, the size of Hu et al.
+    (2020)'s set by default (34 suites, 850 items, 3,400 sentences): each item has the two
+    conditions of :func:`suite_record` and two more cut after the verb (an empty last region),
+    and the suite a second, compound prediction over them. For timing `charlm agree`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in range(suites):
+        chunk = items[s * per_suite : (s + 1) * per_suite]
+        record = suite_record(f"suite_{s:02d}", chunk)
+        for entry, item in zip(record["items"], chunk):
+            for name, verb in (("grammatical_short", item.correct), ("ungrammatical_short", item.wrong)):
+                entry["conditions"].append({"condition_name": name, "regions": [
+                    {"region_number": 1, "content": item.prefix}, {"region_number": 2, "content": verb},
+                    {"region_number": 3, "content": ""}]})
+        record["predictions"].append({"type": "formula", "formula": "(2;%grammatical_short%) < "
+                                      "(2;%ungrammatical_short%) | (2;%grammatical%) + (3;%grammatical%) < "
+                                      "(2;%ungrammatical%) + (3;%ungrammatical%)"})
+        (folder / f"suite_{s:02d}.json").write_text(json.dumps(record), encoding="utf-8")
+    return folder
