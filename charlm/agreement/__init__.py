@@ -10,7 +10,7 @@
 :func:`run_agreement` (in :mod:`charlm.agreement.scoring`) is ``charlm agree`` in one call.
 """
 
-from charlm.agreement.formats import describe_skips
+from charlm.agreement.skips import describe_skips
 
 __all__ = ["run_agreement", "AgreementResult", "describe_skips"]
 

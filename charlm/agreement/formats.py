@@ -48,6 +48,9 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from charlm.agreement.skips import Skip, describe_skips  # noqa: F401  (read from here too)
+from charlm.agreement.syntaxgym import looks_like_suite, read_suite
+
 FORMATS = ("auto", "tsv", "blimp", "gulordava", "syntaxgym")
 METHODS = ("sentence", "prefix")
 GULORDAVA_SUFFIXES = (".text", ".gold", ".eval", ".tab")
@@ -77,16 +80,6 @@ class Item:
         return self.prefix is None
 
 
-@dataclass(frozen=True)
-class Skip:
-    """``count`` items of ``source`` that could not be scored, and why."""
-
-    source: str
-    reason: str
-    count: int = 1
-    line: int | None = None
-
-
 @dataclass
 class Loaded:
     """What :func:`load` read: the agreement items, the skips, the files behind them,
@@ -107,7 +100,6 @@ def load(paths, fmt: str = "auto", method: str = "sentence") -> Loaded:
     form, the same form twice) too."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
-    from charlm.agreement.syntaxgym import read_suite
 
     items, skips, files, suites, suite_skips = [], [], [], [], []
     for path, kind in _expand(paths, fmt, skips):
@@ -183,7 +175,6 @@ def detect(path: Path) -> str | None:
 def _json_kind(path: Path) -> str | None:
     """A JSON file's format: ``syntaxgym`` for a suite, ``blimp`` for JSON lines whose
     first record has sentence_good and sentence_bad, else None."""
-    from charlm.agreement.syntaxgym import looks_like_suite
 
     if looks_like_suite(path):
         return "syntaxgym"
@@ -464,14 +455,3 @@ def _count_lines(path: Path) -> int:
 
 def _short(error) -> str:
     return getattr(error, "strerror", None) or str(error).splitlines()[0][:120]
-
-
-def describe_skips(skips) -> str:
-    """What was skipped, in one line: counts of items per reason, then unusable files."""
-    counts = {}
-    for skip in skips:
-        if skip.count:
-            counts[skip.reason] = counts.get(skip.reason, 0) + skip.count
-    parts = [f"{n} item{'s' * (n != 1)}: {reason}" for reason, n in counts.items()]
-    parts += [f"{skip.source}: {skip.reason}" for skip in skips if not skip.count]
-    return "; ".join(parts)

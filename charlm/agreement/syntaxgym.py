@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from charlm.agreement.formats import Skip
+from charlm.agreement.skips import Skip
 
 METRICS = ("sum", "mean")
 SUITE_KEYS = ("meta", "region_meta", "predictions", "items")
