@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from charlm.agreement.formats import Item, load, read_blimp, read_gulordava, read_tsv
 from charlm.agreement.stats import baseline_scores, summarize, wilson
-from tests.helpers import BUNDLED_SUITE, assert_one_line_error, invoke, shared_data
+from tests.helpers import BUNDLED_SUITE, REPO, assert_one_line_error, invoke, shared_data
 
 TSV = (
     "prefix\tcorrect\twrong\tsuffix\tcondition\tn_attractors\tsubj_number\n"
@@ -359,6 +359,25 @@ def test_train_with_agreement(tiny_corpus, tmp_path):
     agree = json.loads(invoke("agree", out / "model.keras", BUNDLED_SUITE, "--json").stdout)
     assert agree["n"] == 2800 and saved["agreement_accuracy"] == agree["accuracy"]
     assert all(round(row["agreement_accuracy"] * 2800, 6).is_integer() for row in history)
+
+
+@pytest.mark.slow
+def test_train_with_syntaxgym_suites(tiny_corpus, tmp_path):
+    """--agreement takes SyntaxGym suites too: each epoch's row has the mean over suites, and the
+    saved model's `charlm agree` score on the same suites equals the last saved epoch's."""
+    suites = REPO / "corpora" / "agreement" / "data" / "agreement_syntaxgym"
+    out, corpus = tmp_path / "run", tmp_path / "small.txt"
+    corpus.write_text(tiny_corpus.read_text(encoding="utf-8")[:3000], encoding="utf-8")
+    result = invoke("train", corpus, "-o", out, "--layers", 1, "--hidden", 16, "--embedding", 8,
+                    "--batch-size", 4, "--bptt", 16, "--epochs", 2, "--val-fraction", 0.1,
+                    "--agreement", suites / "simple.json", "--quiet")
+    assert result.exit_code == 0, result.output
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 2 and all("syntaxgym_simple" in row for row in history)
+    saved = [row for row in history if row["saved"]][-1]
+    agree = json.loads(invoke("agree", out / "model.keras", suites / "simple.json", "--json").stdout)
+    assert agree["syntaxgym"]["n_items"] == 400
+    assert saved["syntaxgym_score"] == agree["syntaxgym"]["score"] == saved["syntaxgym_simple"]
 
 
 # ---- parsers never crash on random or truncated input ----------------------------------------

@@ -85,7 +85,8 @@ _M, _T = ModelConfig(), TrainConfig()
               help="Tokens per --sample-every sample.")
 @click.option("--sample-prompt", default="", help="Text the --sample-every samples continue.")
 @click.option("--agreement", type=click.Path(), default=None,
-              help="Report agreement accuracy on this file (any `charlm agree` format) after every epoch.")
+              help="Report agreement accuracy on this file (any `charlm agree` format, SyntaxGym suites "
+                   "included) after every epoch.")
 @click.option("--checkpoint-every", type=int, default=CheckpointConfig.checkpoint_every, show_default=True,
               help="Write a checkpoint (weights, optimizer, position, RNN states, random state) every N steps, "
                    "and at each epoch end; 0: at epoch ends only.")
