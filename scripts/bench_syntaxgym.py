@@ -17,6 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_show's model builder
 
 TARGET_S = 120.0
 
@@ -26,6 +27,7 @@ def main():
     parser.add_argument("--model", help="A model to score with (default: an untrained 2x256 char LSTM).")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    from bench_show import build
     from corpora.agreement import default_suite_path
     from corpora.agreement.suite_syntaxgym import write_benchmark_suites
     from corpora.agreement.suite_tsv import read_suite
@@ -33,7 +35,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         suites = write_benchmark_suites(folder / "suites", read_suite(default_suite_path()))
-        model = Path(args.model) if args.model else build(folder)
+        model = Path(args.model) if args.model else build(256, folder)
         started = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "charlm", "agree", str(model), str(suites), "--json"],
                                 capture_output=True, text=True, cwd=REPO)
@@ -49,19 +51,6 @@ def main():
         print(f"{report['suites']} suites, {report['items']} items ({report['skipped']} skipped): "
               f"{seconds:.1f} s for the whole command (target < {TARGET_S:g} s): "
               + ("met" if report["met"] else "NOT met"))
-
-
-def build(folder: Path) -> Path:
-    """An untrained 2 x 256 char LSTM over the bundled corpus's characters, saved in ``folder``."""
-    from charlm.config import ModelConfig
-    from charlm.data.prepare import default_corpus
-    from charlm.data.tokenizers import build_tokenizer
-    from charlm.nn.lm import LanguageModel
-    from charlm.nn.model import build_model
-
-    tokenizer = build_tokenizer("char", default_corpus().read_text(encoding="utf-8"))
-    config = ModelConfig(cell="lstm", layers=2, hidden=256, embedding=64)
-    return LanguageModel(build_model(config, tokenizer.vocab_size), tokenizer, config).save(folder / "lstm.keras")
 
 
 if __name__ == "__main__":

@@ -104,22 +104,17 @@ def load(paths, fmt: str = "auto", method: str = "sentence") -> Loaded:
     items, skips, files, suites, suite_skips = [], [], [], [], []
     for path, kind in _expand(paths, fmt, skips):
         files.append(str(path))
-        if kind == "syntaxgym":
-            try:
-                found, skipped = read_suite(path)
-            except (OSError, UnicodeDecodeError) as error:
-                skips.append(Skip(str(path), f"cannot read the file ({_short(error)})", 0))
-                continue
-            suites.extend(found)
-            # A file that is no suite at all is a skipped file like any other.
-            skips.extend(s for s in skipped if not s.count)
-            suite_skips.extend(s for s in skipped if s.count)
-            continue
-        reader = {"tsv": read_tsv, "blimp": read_blimp, "gulordava": read_gulordava}[kind]
+        reader = {"tsv": read_tsv, "blimp": read_blimp, "gulordava": read_gulordava, "syntaxgym": read_suite}[kind]
         try:
             found, skipped = reader(path)
         except (OSError, UnicodeDecodeError) as error:
             skips.append(Skip(str(path), f"cannot read the file ({_short(error)})", 0))
+            continue
+        if kind == "syntaxgym":
+            suites.extend(found)
+            # A file that is no suite at all is a skipped file like any other.
+            skips.extend(s for s in skipped if not s.count)
+            suite_skips.extend(s for s in skipped if s.count)
             continue
         skips.extend(skipped)
         for item in found:
