@@ -173,6 +173,15 @@ def test_tsv_sentence_format(tmp_path):
     assert loaded.items[0].is_pair and loaded.items[0].subj_number == "sg" and not loaded.skips
 
 
+def test_tsv_subject_index_column(tmp_path):
+    path = tmp_path / "s.tsv"
+    path.write_text("prefix\tcorrect\twrong\tsubject_index\n"
+                    "the keys to the cabinet\tare\tis\t1\nthe key\tis\tare\t2\nthe key\tis\tare\tNA\n")
+    loaded = load([path])
+    assert [item.subject_index for item in loaded.items] == [1, None]
+    assert len(loaded.skips) == 1 and "subject_index" in loaded.skips[0].reason and loaded.skips[0].line == 3
+
+
 def test_blimp_format(tmp_path):
     path = tmp_path / "sv.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in BLIMP) + "\n{not json\n", encoding="utf-8")

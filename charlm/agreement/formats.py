@@ -17,8 +17,10 @@ Formats (``--format auto`` picks by extension, then by the first line; a
     header line; header first, a UTF-8 byte-order mark and CRLF line ends
     allowed. Either ``prefix``, ``correct``, ``wrong`` (optional ``suffix``,
     joined to the form with one space) or ``sentence_good``, ``sentence_bad``;
-    optional ``condition``, ``n_attractors`` (an integer) and ``subj_number``
-    (``sg``/``pl``, also ``sing``/``plur``). In these three columns an empty
+    optional ``condition``, ``n_attractors`` (an integer), ``subj_number``
+    (``sg``/``pl``, also ``sing``/``plur``) and ``subject_index`` (the 0-based
+    index, among the prefix's blank-separated words, of the subject's head
+    noun; prefix items only). In these four columns an empty
     cell, ``NA``, ``N/A``, ``NaN``, ``None``, ``null`` or ``-`` (any case) means
     unknown: the item is scored and falls in the "unknown" group of that
     column's breakdown.
@@ -72,6 +74,8 @@ class Item:
     condition: str | None = None
     n_attractors: int | None = None
     subj_number: str | None = None  # "sg" or "pl": the number the correct form agrees with
+    # prefix items: the 0-based index of the subject's head noun among prefix.split()
+    subject_index: int | None = None
     # BLiMP's one-prefix reading of a pair, where the file gives one: (prefix, good, bad, after)
     one_prefix: tuple | None = None
 
@@ -292,7 +296,7 @@ def is_unknown(value) -> bool:
 
 
 def _annotations(row: dict) -> tuple[dict, str | None]:
-    """condition, n_attractors, subj_number of a row, or a reason it is malformed;
+    """condition, n_attractors, subj_number, subject_index of a row, or a reason it is malformed;
     a cell that :func:`is_unknown` leaves the value unknown (None)."""
     condition = row.get("condition")
     extra = {"condition": None if is_unknown(condition) else condition}
@@ -311,6 +315,13 @@ def _annotations(row: dict) -> tuple[dict, str | None]:
         if number.lower() not in _NUMBERS:
             return extra, f"subj_number must be sg or pl, got {number[:20]!r}"
         extra["subj_number"] = _NUMBERS[number.lower()]
+    index = row.get("subject_index")
+    if not is_unknown(index):
+        index = index.strip()
+        words = len(row.get("prefix", "").split())
+        if not index.isdigit() or int(index) >= words:
+            return extra, f"subject_index must be a word index of the prefix (0 to {words - 1}), got {index[:20]!r}"
+        extra["subject_index"] = int(index)
     return extra, None
 
 
