@@ -51,3 +51,32 @@ def test_forward_with_drawn_masks_equals_the_dropout_layers_own_draw(policy):
         keras.mixed_precision.set_global_policy("float32")
     assert len(generators) == 3
     np.testing.assert_array_equal(with_masks.numpy(), by_layers.numpy())
+
+
+@pytest.mark.parametrize("rows,folded", [((4, 16), True), ((2, 10), False)])
+def test_folded_and_unfolded_embedding_give_the_keras_models_loss_and_gradients(rows, folded):
+    """The first layer folds the embedding into its projection only for a vocabulary no larger
+    than the window's rows (here 50 symbols: 64 rows fold, 20 do not); either way the loss and
+    every weight's gradient are those of the Keras model."""
+    from charlm.nn.forward import fold_embedding
+
+    config = ModelConfig(cell="lstm", layers=2, hidden=16, embedding=8)
+    keras.utils.set_random_seed(5)
+    model = build_model(config, 50)
+    tokens = tf.constant(np.random.default_rng(1).integers(0, 50, rows), tf.int32)
+    targets = tf.constant(np.random.default_rng(2).integers(0, 50, rows), tf.int32)
+    states = [tf.random.normal((rows[0], 16), seed=i) for i in range(4)]
+    assert fold_embedding(50, tokens) is folded
+    forward = make_forward(model, config, charlm_kernels=True)
+
+    def loss_and_grads(logits_of):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits_of()))
+        grads = tape.gradient(loss, model.trainable_variables)
+        return float(loss), [tf.convert_to_tensor(g).numpy() for g in grads]
+
+    loss, grads = loss_and_grads(lambda: forward(tokens, states, False)[0])
+    expected_loss, expected = loss_and_grads(lambda: model([tokens, *states], training=False)[0])
+    assert loss == pytest.approx(expected_loss, rel=1e-6)
+    for g, e in zip(grads, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6)

@@ -27,6 +27,10 @@ from charlm.runtime import import_keras
 import_keras()
 import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
+# The largest vocabulary whose embedding is folded into the first layer's projection when the
+# number of rows a pass reads is not known when it is traced (see :func:`fold_embedding`).
+FOLD_MAX_VOCAB = 4096
+
 
 def _dropout_layers(model, config: ModelConfig):
     """The model's Dropout layers in the order it applies them: each recurrent layer's input,
@@ -84,9 +88,10 @@ def make_forward(model, config: ModelConfig, charlm_kernels: bool = True, differ
 
     def kernels_forward(tokens, states, training, masks=None):
         # The first layer looks the tokens up itself, folded into its input projection
-        # (rnn_sequence's ``embedding``), unless dropout must see the embedded tokens first.
+        # (rnn_sequence's ``embedding``), unless dropout must see the embedded tokens first or
+        # the vocabulary is too large for the table to pay.
         x, first_embedding = tokens, embedding.embeddings
-        if dropouts:
+        if dropouts or not fold_embedding(embedding.input_dim, tokens):
             x, first_embedding = tf.gather(embedding.embeddings, tokens), None  # (B, T, E)
         new_states = []
         for i, layer in enumerate(layers):
@@ -104,3 +109,12 @@ def make_forward(model, config: ModelConfig, charlm_kernels: bool = True, differ
         return dense(x), new_states  # (B, T, V)
 
     return kernels_forward
+
+
+def fold_embedding(vocab_size: int, tokens) -> bool:
+    """Whether the first layer folds the embedding into its input projection (the (V, G) table
+    E·W + b): it computes that table, and differentiates it, for every one of V symbols, where the
+    unfolded projection works on the B*T rows of the window; so only a vocabulary no larger than
+    the window's rows folds (:data:`FOLD_MAX_VOCAB` where the shape is open)."""
+    rows = tf.TensorShape(tokens.shape).num_elements()
+    return vocab_size <= (rows if rows is not None else FOLD_MAX_VOCAB)
