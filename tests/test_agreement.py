@@ -226,7 +226,7 @@ def test_real_sets_load():
     conditions = [i.condition for i in gulordava.items]
     assert conditions.count("original") == 41 and conditions.count("nonce") == 369
     suite = load([BUNDLED_SUITE])
-    assert len(suite.items) == 2800 and not suite.skips
+    assert len(suite.items) == 3600 and not suite.skips
 
 
 # ---- statistics -----------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_agree_cli_json_and_plot(tiny_model_path, tmp_path):
 def test_agree_full_suite_runs(tiny_model_path):
     result = invoke("agree", tiny_model_path, BUNDLED_SUITE, "--json")
     summary = json.loads(result.stdout)
-    assert summary["n"] == 2800 and summary["skipped"] == 0 and len(summary["by_condition"]) == 7
+    assert summary["n"] == 3600 and summary["skipped"] == 0 and len(summary["by_condition"]) == 9
     # Content-blind baselines on the balanced suite: every cell has as many sg as pl items.
     assert summary["baselines"]["always_singular"] == 0.5
 
@@ -366,8 +366,8 @@ def test_train_with_agreement(tiny_corpus, tmp_path):
     # The epoch whose model was saved last is the model file: `charlm agree` scores it the same.
     saved = [row for row in history if row["saved"]][-1]
     agree = json.loads(invoke("agree", out / "model.keras", BUNDLED_SUITE, "--json").stdout)
-    assert agree["n"] == 2800 and saved["agreement_accuracy"] == agree["accuracy"]
-    assert all(round(row["agreement_accuracy"] * 2800, 6).is_integer() for row in history)
+    assert agree["n"] == 3600 and saved["agreement_accuracy"] == agree["accuracy"]
+    assert all(round(row["agreement_accuracy"] * 3600, 6).is_integer() for row in history)
 
 
 @pytest.mark.slow

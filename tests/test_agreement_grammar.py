@@ -9,7 +9,9 @@ from corpora.agreement import lexicon as lx
 from corpora.agreement.generate import main as generate_main
 from corpora.agreement.grammar import (
     CONDITIONS,
+    LONG_SPAN,
     MAX_ATTRACTORS,
+    characters_between,
     generate_corpus,
     generate_suites,
     missing_words,
@@ -34,12 +36,24 @@ def all_items(suites):
 
 
 def intervening_noun_numbers(item):
-    """Numbers of the nouns between the subject and the tested verb, read off the words."""
-    numbers = [lx.noun_number(w) for w in item.prefix.split() if lx.noun_number(w)]
-    # In "the mechanic said the author laughs" the subject is the second noun.
-    head = 1 if item.condition == "sent_complement" else 0
-    assert numbers[head] == item.subj_number, item
-    return numbers[head + 1:]
+    """Numbers of the nouns between the subject and the tested verb, read off the words; the
+    word at ``subject_index`` is the subject, a noun of the subject's number."""
+    words = item.prefix.split()
+    assert lx.noun_number(words[item.subject_index]) == item.subj_number, item
+    # The subject is the first noun, except in "the mechanic said the author laughs".
+    nouns = [k for k, w in enumerate(words) if lx.noun_number(w)]
+    assert item.subject_index == nouns[1 if item.condition == "sent_complement" else 0], item
+    return [lx.noun_number(w) for w in words[item.subject_index + 1:] if lx.noun_number(w)]
+
+
+def characters_from_subject_to_verb(item) -> int:
+    """Counted in the sentence itself: from the end of the subject's noun to the verb's first letter."""
+    sentence, words = item.sentence(), item.prefix.split(" ")
+    noun_end = len(" ".join(words[: item.subject_index + 1]))
+    verb_start = len(item.prefix) + 1
+    assert sentence[verb_start:].startswith(item.correct + " ") and sentence[:noun_end].endswith(
+        words[item.subject_index])
+    return verb_start - noun_end
 
 
 def check_items(items):
@@ -54,6 +68,12 @@ def check_items(items):
         assert item.prefix == item.prefix.strip() and item.suffix.endswith(".")
         if item.condition == "pp_attractor":
             assert 1 <= len(intervening) <= 3
+        if item.condition in LONG_SPAN:
+            least, most = LONG_SPAN[item.condition]
+            assert (least, most) == (20, 60)
+            assert least <= characters_from_subject_to_verb(item) <= most, item
+            # One or two prepositional phrases and a relative clause: two or three nouns.
+            assert 2 <= len(intervening) <= 3 and "that" in item.prefix.split(), item
 
 
 def check_balance(suites, n_per_condition):
@@ -95,6 +115,31 @@ def test_lexicon_word_classes_are_disjoint():
             assert not a & b
     assert all(v.sg != v.pl for v in lx.ALL_VERBS)
     assert {"men", "children", "mice", "people", "women", "feet"} <= set(nouns)
+
+
+def test_characters_between_by_hand():
+    assert characters_between("the key".split(), 1) == 1  # "the key| |is"
+    assert characters_between("the key near the box".split(), 1) == 14  # "| near the box |"
+    assert characters_between("the man said the keys".split(), 4) == 1
+
+
+def test_long_span_conditions_have_their_spread(suites):
+    """The long conditions reach past 40 characters (the tail of a distance curve), and
+    some of their items have three attractors."""
+    for condition in LONG_SPAN:
+        spans = [characters_from_subject_to_verb(item) for item in suites[condition]]
+        assert max(spans) > 40 and min(spans) >= 20
+        assert any(item.n_attractors == 3 for item in suites[condition])
+
+
+def test_long_span_constructions_are_in_the_training_corpus(corpus):
+    """A subject with a prepositional phrase then a relative clause ("the author near the doors
+    that ..."), the construction of the long conditions, is common in training sentences."""
+    def stacked(line):
+        words = line.split()
+        return bool(len(words) > 6 and lx.noun_number(words[1]) and words[2] in lx.MODIFIER_PREPOSITIONS
+                and "that" in words[5:8])
+    assert sum(map(stacked, corpus)) > 0.02 * len(corpus)
 
 
 def test_suites_are_disjoint_from_training(corpus, suites):

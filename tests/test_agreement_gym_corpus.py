@@ -30,13 +30,14 @@ def test_written_suites_read_back(tmp_path):
         for item, gym in zip(condition_items, read[0].items, strict=True):
             assert gym.conditions == {"grammatical": ((1, item.prefix), (2, item.correct), (3, item.suffix)),
                                       "ungrammatical": ((1, item.prefix), (2, item.wrong), (3, item.suffix))}
-        json.loads(path.read_text(encoding="utf-8"))
+        records = json.loads(path.read_text(encoding="utf-8"))["items"]
+        assert [r["subject_index"] for r in records] == [item.subject_index for item in condition_items]
 
 
 def test_committed_json_matches_the_committed_tsv(tmp_path):
     write_syntaxgym_suites(tmp_path, read_suite(BUNDLED_SUITE))
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == sorted(p.name for p in GYM_DIR.iterdir()) and len(written) == 7
+    assert written == sorted(p.name for p in GYM_DIR.iterdir()) and len(written) == 9
     for name in written:
         assert (tmp_path / name).read_bytes() == (GYM_DIR / name).read_bytes(), name
 
@@ -68,7 +69,7 @@ def test_same_accuracy_both_ways(lm):
     (the boundary being the space or line break after the verb), the SyntaxGym region is
     " " + verb alone; after a whole verb the boundary is nearly certain either way."""
     tsv, gym, tsv_ok, gym_ok = compare(lm, BUNDLED_SUITE, GYM_DIR)
-    assert gym["n_items"] == tsv["n"] == 2800 and gym["n_suites"] == 7
+    assert gym["n_items"] == tsv["n"] == 3600 and gym["n_suites"] == 9
     assert gym["score"] == pytest.approx(tsv["accuracy"], abs=1e-12)
     for name, group in tsv["by_condition"].items():
         suite = next(s for s in gym["suites"] if s["name"] == name)

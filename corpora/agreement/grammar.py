@@ -43,6 +43,8 @@ CONDITIONS = (
     "obj_relative_no_that",
     "sent_complement",
     "vp_coordination",
+    "pp_obj_relative",
+    "pp_subj_relative",
 )
 MAX_ATTRACTORS = {
     "simple": 0,
@@ -52,7 +54,12 @@ MAX_ATTRACTORS = {
     "obj_relative_no_that": 1,
     "sent_complement": 0,
     "vp_coordination": 1,
+    "pp_obj_relative": 3,
+    "pp_subj_relative": 3,
 }
+# Conditions whose subject and verb are kept this many characters apart, (least, most), so that
+# accuracy by distance has a tail: one or two prepositional phrases stacked with a relative clause.
+LONG_SPAN = {"pp_obj_relative": (20, 60), "pp_subj_relative": (20, 60)}
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,9 @@ class Item:
     """One agreement test: ``prefix`` followed by ``correct`` (or ``wrong``) and ``suffix``.
 
     ``n_attractors`` counts the nouns between the subject and the verb whose
-    number is opposite to the subject's (``subj_number``, "sg" or "pl").
+    number is opposite to the subject's (``subj_number``, "sg" or "pl");
+    ``subject_index`` is the 0-based index of the subject's head noun among
+    ``prefix.split()``.
     """
 
     prefix: str
@@ -70,6 +79,7 @@ class Item:
     condition: str
     n_attractors: int
     subj_number: str
+    subject_index: int
 
     def sentence(self, verb: str | None = None) -> str:
         """Return the full sentence with ``verb`` (default: the correct form)."""
@@ -206,12 +216,13 @@ def generate_corpus(n_sentences: int, seed: int) -> list[str]:
 
 
 # --- agreement suites -------------------------------------------------------
-# Each builder returns (words before the tested verb, verb phrase, its verb) for
-# a subject of ``number`` with exactly ``n_attractors`` intervening nouns of the
-# other number. Suites use only "the" and no adjectives, so that noun
-# inflection is the only number cue.
+# Each builder returns (words before the tested verb, the index of the subject's head noun
+# among them, verb phrase, its verb) for a subject of ``number`` with exactly
+# ``n_attractors`` intervening nouns of the other number. Suites use only "the" and no
+# adjectives, so that noun inflection is the only number cue, and a subject noun phrase
+# is two words, "the key": its head is the second.
 
-_Built = tuple[list[str], list[str], Verb]
+_Built = tuple[list[str], int, list[str], Verb]
 
 
 def _intervening(number: str, n_nouns: int, n_attractors: int, rng: random.Random) -> list[str]:
@@ -222,7 +233,7 @@ def _intervening(number: str, n_nouns: int, n_attractors: int, rng: random.Rando
 
 def _simple(b: _Builder, number: str, n_attractors: int) -> _Built:
     animate = b.coin()
-    return b.np(number, animate), *b.vp(number, animate)
+    return b.np(number, animate), 1, *b.vp(number, animate)
 
 
 def _pp_attractor(b: _Builder, number: str, n_attractors: int) -> _Built:
@@ -230,13 +241,13 @@ def _pp_attractor(b: _Builder, number: str, n_attractors: int) -> _Built:
     words = b.np(number, animate)
     for pp_number in _intervening(number, b.rng.randint(max(1, n_attractors), 3), n_attractors, b.rng):
         words += b.pp(pp_number)
-    return words, *b.vp(number, animate)
+    return words, 1, *b.vp(number, animate)
 
 
 def _subj_relative(b: _Builder, number: str, n_attractors: int) -> _Built:
     obj_number = other(number) if n_attractors else number
     words = b.np(number, True) + b.subject_relative(number, True, "transitive", obj_number)
-    return words, *b.vp(number, True)
+    return words, 1, *b.vp(number, True)
 
 
 def _obj_relative(comp: str | None) -> Callable[[_Builder, str, int], _Built]:
@@ -244,7 +255,7 @@ def _obj_relative(comp: str | None) -> Callable[[_Builder, str, int], _Built]:
         animate = b.coin()
         rc_number = other(number) if n_attractors else number
         words = b.np(number, animate) + b.object_relative(animate, rc_number, comp=comp)
-        return words, *b.vp(number, animate)
+        return words, 1, *b.vp(number, animate)
     return build
 
 
@@ -253,7 +264,7 @@ def _sent_complement(b: _Builder, number: str, n_attractors: int) -> _Built:
     _, past = b.rng.choice(lx.SAY)
     animate = b.coin()
     words = b.np(b.rng.choice(NUMBERS), True) + [past] + b.np(number, animate)
-    return words, *b.vp(number, animate)
+    return words, 4, *b.vp(number, animate)
 
 
 def _vp_coordination(b: _Builder, number: str, n_attractors: int) -> _Built:
@@ -262,7 +273,26 @@ def _vp_coordination(b: _Builder, number: str, n_attractors: int) -> _Built:
         first, _ = b.vp(number, True, b.rng.choice(_NOUN_VP_KINDS), obj_number)
     else:
         first, _ = b.vp(number, True, b.rng.choice(_NOUNLESS_VP_KINDS))
-    return b.np(number, True) + first + ["and"], *b.vp(number, True)
+    return b.np(number, True) + first + ["and"], 1, *b.vp(number, True)
+
+
+def _pp_relative(relative: str) -> Callable[[_Builder, str, int], _Built]:
+    """One or two prepositional phrases, then a relative clause with one noun, on the subject:
+    "the author near the doors that the guards like" (``relative`` "object") or "the author
+    near the doors that likes the guards" ("subject")."""
+    def build(b: _Builder, number: str, n_attractors: int) -> _Built:
+        animate = b.coin()
+        *pp_numbers, rc_number = _intervening(number, b.rng.randint(max(2, n_attractors), 3), n_attractors, b.rng)
+        words = b.np(number, animate)
+        for pp_number in pp_numbers:
+            words += b.pp(pp_number)
+        if relative == "object":
+            words += b.object_relative(animate, rc_number)
+        else:
+            kind = b.rng.choice(_NOUN_VP_KINDS) if animate else "copula_loc"  # things are, authors also own
+            words += b.subject_relative(number, animate, kind, rc_number)
+        return words, 1, *b.vp(number, animate)
+    return build
 
 
 _SUITE_BUILDERS: dict[str, Callable[[_Builder, str, int], _Built]] = {
@@ -273,9 +303,17 @@ _SUITE_BUILDERS: dict[str, Callable[[_Builder, str, int], _Built]] = {
     "obj_relative_no_that": _obj_relative(None),
     "sent_complement": _sent_complement,
     "vp_coordination": _vp_coordination,
+    "pp_obj_relative": _pp_relative("object"),
+    "pp_subj_relative": _pp_relative("subject"),
 }
 
 _MAX_TRIES = 1000  # fresh draws per item before giving up on finding an unseen sentence
+
+
+def characters_between(prefix: list[str], subject_index: int) -> int:
+    """Characters from the end of the subject's head noun to the start of the verb that
+    follows ``prefix`` after one space: 1 where the verb follows the noun at once."""
+    return len(" ".join(prefix[subject_index + 1:])) + 2 if subject_index + 1 < len(prefix) else 1
 
 
 def generate_suites(n_per_condition: int, seed: int,
@@ -286,7 +324,8 @@ def generate_suites(n_per_condition: int, seed: int,
     by sg/pl, so each condition is balanced when ``n_per_condition`` is a
     multiple of its number of cells (any multiple of 8 balances them all). No
     item's sentence is in ``exclude`` (pass the training sentences) or repeats
-    another item's.
+    another item's; the conditions of :data:`LONG_SPAN` keep their subject and verb
+    as many characters apart as it says.
     """
     b = _Builder(random.Random(seed))
     excluded = exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
@@ -294,15 +333,17 @@ def generate_suites(n_per_condition: int, seed: int,
     suites = {}
     for condition in CONDITIONS:
         build = _SUITE_BUILDERS[condition]
+        least, most = LONG_SPAN.get(condition, (1, float("inf")))
         cells = [(k, num) for k in range(MAX_ATTRACTORS[condition] + 1) for num in NUMBERS]
         items = []
         for i in range(n_per_condition):
             n_attractors, number = cells[i % len(cells)]
             for _ in range(_MAX_TRIES):
-                prefix, vp, verb = build(b, number, n_attractors)
+                prefix, subject, vp, verb = build(b, number, n_attractors)
                 item = Item(" ".join(prefix), vp[0], verb.form(other(number)), " ".join(vp[1:] + ["."]),
-                            condition, n_attractors, number)
-                if item.sentence() not in excluded and item.sentence() not in seen:
+                            condition, n_attractors, number, subject)
+                if (least <= characters_between(prefix, subject) <= most
+                        and item.sentence() not in excluded and item.sentence() not in seen):
                     break
             else:
                 raise RuntimeError(f"no unseen {condition} sentence after {_MAX_TRIES} tries")

@@ -5,8 +5,9 @@ Each item has two conditions, ``grammatical`` and ``ungrammatical``, of three re
 1 the prefix (subject and any attractors), 2 the verb (the correct or the wrong
 form), 3 the rest of the sentence (may be empty). The one prediction is
 ``(2;%grammatical%) < (2;%ungrammatical%)``: the correct verb is less surprising.
-Items also carry their ``n_attractors`` and ``subj_number`` (SyntaxGym readers
-ignore keys they do not know). Items are written one a line, so diffs stay readable.
+Items also carry their ``n_attractors``, ``subj_number`` and ``subject_index`` (the
+index of the subject's head noun among the words of region 1; SyntaxGym readers ignore
+keys they do not know). Items are written one a line, so diffs stay readable.
 """
 
 import json
@@ -29,7 +30,8 @@ def suite_record(name: str, items: Iterable[Item]) -> dict:
             {"region_number": 3, "content": item.suffix}]}
             for condition, verb in (("grammatical", item.correct), ("ungrammatical", item.wrong))]
         records.append({"item_number": number, "conditions": conditions,
-                        "n_attractors": item.n_attractors, "subj_number": item.subj_number})
+                        "n_attractors": item.n_attractors, "subj_number": item.subj_number,
+                        "subject_index": item.subject_index})
     return {"meta": {"name": name, "metric": "sum"}, "region_meta": REGIONS,
             "predictions": [{"type": "formula", "formula": PREDICTION}], "items": records}
 

@@ -30,5 +30,6 @@ def read_suite(path: str | Path) -> list[Item]:
             raise ValueError(f"{path}:{line_no}: expected {len(COLUMNS)} columns, got {len(row)}")
         record = dict(zip(COLUMNS, row))
         record["n_attractors"] = int(record["n_attractors"])
+        record["subject_index"] = int(record["subject_index"])
         items.append(Item(**record))
     return items
