@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from charlm.agreement.formats import Item, load, read_blimp, read_gulordava, read_tsv
+from charlm.agreement.formats import Item, english_verb_number, load, read_blimp, read_gulordava, read_tsv
 from charlm.agreement.stats import baseline_scores, summarize, wilson
-from tests.helpers import BUNDLED_SUITE, REPO, assert_one_line_error, invoke, shared_data
+from tests.helpers import BUNDLED_SUITE, FIXTURES, REPO, assert_one_line_error, invoke, shared_data
 
 TSV = (
     "prefix\tcorrect\twrong\tsuffix\tcondition\tn_attractors\tsubj_number\n"
@@ -44,11 +44,17 @@ def write_gulordava(folder: Path, text=True, tab=True) -> Path:
             "x\t0\t1\t4\tVERB\tMood=Ind|Number=Plur\tare\tis\tbe\t1\tNOUN\tthe keys to the cabinet"]
     stem.with_suffix(".gold").write_text("\n".join(gold) + "\n")
     if tab:
+        # len_context: the controller's distance to the target; a noun in the first pattern, a verb in the second.
         stem.with_suffix(".tab").write_text(
-            "pattern\tconstr_id\tsent_id\tcorrect_number\tform\tclass\ttype\tn_attr\n"
-            "x\t0\t0\tsing\tis\tcorrect\toriginal\t1\nx\t0\t0\tsing\tare\twrong\toriginal\t1\n"
-            "x\t0\t1\tplur\tare\tcorrect\tgenerated\t0\nx\t0\t1\tplur\tis\twrong\tgenerated\t0\n")
+            "pattern\tconstr_id\tsent_id\tcorrect_number\tform\tclass\ttype\tn_attr\tlen_context\tlen_prefix\n"
+            "L__NOUN_VERB_VERB\t0\t0\tsing\tis\tcorrect\toriginal\t1\t4\t5\n"
+            "L__NOUN_VERB_VERB\t0\t0\tsing\tare\twrong\toriginal\t1\t4\t5\n"
+            "R__VERB_NOUN_CCONJ_VERB\t0\t1\tplur\tare\tcorrect\tgenerated\t0\t4\t5\n"
+            "R__VERB_NOUN_CCONJ_VERB\t0\t1\tplur\tis\twrong\tgenerated\t0\t4\t5\n")
     return stem
+
+
+LINZEN = FIXTURES / "linzen" / "subj_agr"  # Linzen et al.'s layout: a four-field .gold
 
 
 # ---- scoring, checked against the model's own logits -------------------------------------
@@ -205,10 +211,53 @@ def test_gulordava_format(tmp_path, given):
                                                                         " old .")
     assert (first.subj_number, first.condition, first.n_attractors) == ("sg", "original", 1)
     assert (second.subj_number, second.condition, second.n_attractors) == ("pl", "nonce", 0)
+    # The subject's index where the controller is a noun: 5 - 4 = 1, "key"; none where it is a verb.
+    assert (first.subject_index, second.subject_index) == (1, None)
     # A directory finds the set once, with no .tab the annotations are absent.
     (tmp_path / "generated.tab").unlink()
     items = load([tmp_path]).items
     assert len(items) == 2 and items[0].condition is None and items[0].subj_number == "sg"
+
+
+def test_linzen_four_field_gold():
+    """The fixture in Linzen et al.'s layout: forms, attractors and the subject's number read
+    off the correct form; the item whose two forms are equal is skipped and counted."""
+    loaded = load([LINZEN])
+    assert loaded.files == [str(LINZEN)]
+    items = {item.line: item for item in loaded.items}
+    assert sorted(items) == [1, 2, 3, 4, 5, 7, 8, 9]
+    first = items[1]
+    assert (first.prefix, first.correct, first.wrong, first.after) == ("the keys to the cabinet", "are", "is",
+                                                                        " on the table .")
+    assert [items[k].n_attractors for k in sorted(items)] == [1, 1, 1, 1, 1, 0, 0, 1]
+    assert [items[k].subj_number for k in sorted(items)] == ["pl", "sg", "pl", "sg", "pl", "sg", None, "pl"]
+    assert all(item.condition is None and item.subject_index is None for item in items.values())
+    assert [(s.reason, s.count, s.line) for s in loaded.skips] == [("correct and wrong forms are the same", 1, 6)]
+
+
+@pytest.mark.parametrize("correct, wrong, number", [
+    ("is", "are", "sg"), ("are", "is", "pl"), ("Was", "Were", "sg"), ("have", "has", "pl"),
+    ("sees", "see", "sg"), ("watch", "watches", "pl"), ("carries", "carry", "sg"), ("progress", "progresses", "pl"),
+    ("does", "do", "sg"), ("am", "is", None), ("put", "put", None), ("ran", "run", None), ("", "s", None),
+])
+def test_english_verb_number(correct, wrong, number):
+    assert english_verb_number(correct, wrong) == number
+
+
+@pytest.mark.parametrize("gold, reason", [
+    ("3\tis\tare\t0", "the .gold index differs from the .eval index"),
+    ("2\tis\tare\tmany", "the .gold attractor count is not a non-negative integer"),
+    ("2\tis\tare\t-1", "the .gold attractor count is not a non-negative integer"),
+    ("2\tis\tare\t0\tx", "the .gold line has 5 fields: 4 (Linzen) or 8 or more (Gulordava) expected"),
+])
+def test_linzen_gold_problems_are_skipped_by_line(tmp_path, gold, reason):
+    stem = tmp_path / "set"
+    stem.with_suffix(".text").write_text("the key is old . <eos>\nthe keys are old . <eos>\n")
+    stem.with_suffix(".eval").write_text("2\n2\n")
+    stem.with_suffix(".gold").write_text(gold + "\n2\tare\tis\t0\n")
+    items, skips = read_gulordava(stem)
+    assert [(s.reason, s.line) for s in skips] == [(reason, 1)]
+    assert [(i.prefix, i.correct, i.subj_number) for i in items] == [("the keys", "are", "pl")]
 
 
 def test_gold_without_text_is_counted(tmp_path):
@@ -225,6 +274,11 @@ def test_real_sets_load():
     assert len(gulordava.items) == 410 and not gulordava.skips
     conditions = [i.condition for i in gulordava.items]
     assert conditions.count("original") == 41 and conditions.count("nonce") == 369
+    # The subject's position from the .tab for the 250 noun-controlled items ("The thing to keep in mind is").
+    located = [i for i in gulordava.items if i.subject_index is not None]
+    assert len(located) == 250
+    original = next(i for i in located if i.prefix == "The thing to keep in mind")
+    assert original.subject_index == 1
     suite = load([BUNDLED_SUITE])
     assert len(suite.items) == 3600 and not suite.skips
 
@@ -283,11 +337,26 @@ def test_agree_cli_json_and_plot(tiny_model_path, tmp_path):
 
 
 def test_agree_full_suite_runs(tiny_model_path):
-    result = invoke("agree", tiny_model_path, BUNDLED_SUITE, "--json")
+    result = invoke("agree", tiny_model_path, BUNDLED_SUITE, "--json", "--by", "distance")
     summary = json.loads(result.stdout)
     assert summary["n"] == 3600 and summary["skipped"] == 0 and len(summary["by_condition"]) == 9
     # Content-blind baselines on the balanced suite: every cell has as many sg as pl items.
     assert summary["baselines"]["always_singular"] == 0.5
+    # Every item says where its subject is: no unknown distance.
+    assert sum(g["n"] for g in summary["by_distance"].values()) == 3600 and "unknown" not in summary["by_distance"]
+
+
+def test_agree_on_the_linzen_fixture(tiny_model_path):
+    result = invoke("agree", tiny_model_path, LINZEN, "--json", "--by", "distance")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    # Nine lines: one with equal forms, one whose "Are" the model has never seen.
+    assert (summary["n"], summary["skipped"]) == (7, 2)
+    assert summary["skipped_reasons"] == {"correct and wrong forms are the same": 1,
+                                          "a form has a character outside the model's vocabulary": 1}
+    assert {k: g["n"] for k, g in summary["by_attractors"].items()} == {"0": 2, "1": 5}
+    assert {k: g["n"] for k, g in summary["by_subj_number"].items()} == {"pl": 3, "sg": 3, "unknown": 1}
+    assert "by_distance" not in summary and "no breakdown by distance" in result.stderr
 
 
 @pytest.mark.parametrize("content, name, message", [

@@ -31,12 +31,22 @@ Formats (``--format auto`` picks by extension, then by the first line; a
     the condition.
 ``gulordava``
     ``STEM.text`` (one tokenized sentence a line, ending in ``<eos>``),
-    ``STEM.eval`` (the 0-based index of the target word) and ``STEM.gold``
-    (tab-separated; field 6 the correct form's features, ``Number=Sing|Plur``,
-    fields 7 and 8 the correct and wrong forms). An optional ``STEM.tab`` adds the
-    condition (``original``/``nonce``) and the number of attractors. The
-    prefix is cut at the target index: in nonce sentences the word there is
-    neither form.
+    ``STEM.eval`` (the 0-based index of the target word) and ``STEM.gold``,
+    tab-separated, in either of two layouts, told apart line by line by the
+    number of fields:
+
+    - Gulordava et al.'s, 8 or more fields: field 6 the correct form's features
+      (``Number=Sing|Plur``), fields 7 and 8 the correct and wrong forms. An
+      optional ``STEM.tab`` adds the condition (``original``/``nonce``), the
+      number of attractors and, where the agreement controller is a noun, the
+      subject's index (``len_prefix`` - ``len_context``).
+    - Linzen et al.'s as colorlessgreenRNNs ships it, 4 fields: the target's
+      index (as in ``.eval``), the correct form, the wrong form, the number of
+      attractors. The subject's number is read off the correct form where
+      English morphology gives it (:func:`english_verb_number`).
+
+    The prefix is cut at the target index: in nonce sentences the word there
+    is neither form.
 ``syntaxgym``
     A SyntaxGym suite, one JSON object a file: read by
     :mod:`charlm.agreement.syntaxgym` into :attr:`Loaded.suites`, not items.
@@ -395,19 +405,65 @@ def read_gulordava(stem) -> tuple[list, list]:
         except ValueError:
             skips.append(Skip(source, "the .eval line is not an integer", 1, number))
             continue
-        if len(fields) < 8:
-            skips.append(Skip(source, f"the .gold line has {len(fields)} fields, 8 or more expected", 1, number))
-            continue
         if not 0 <= target < len(words):
             skips.append(Skip(source, "the .eval index is outside the sentence", 1, number))
             continue
+        if len(fields) == 4:
+            annotations, problem = _linzen_gold(fields, target)
+        elif len(fields) >= 8:
+            annotations, problem = _gulordava_gold(fields, tab[k] if tab else None, target)
+        else:
+            annotations, problem = None, (f"the .gold line has {len(fields)} fields: 4 (Linzen) or 8 or more "
+                                          "(Gulordava) expected")
+        if problem:
+            skips.append(Skip(source, problem, 1, number))
+            continue
         rest = " ".join(words[target + 1:])
-        condition, attractors = tab[k] if tab else (None, None)
-        items.append(Item(
-            source, number, fields[6], fields[7], " ".join(words[:target]), " " + rest if rest else "",
-            condition=condition, n_attractors=attractors, subj_number=_gold_number(fields[5]),
-        ))
+        items.append(Item(source, number, prefix=" ".join(words[:target]), after=" " + rest if rest else "",
+                          **annotations))
     return items, skips
+
+
+def _gulordava_gold(fields: list, tab: tuple | None, target: int) -> tuple[dict, None]:
+    """The forms and annotations of an 8-or-more-field .gold line, with its .tab row's."""
+    condition, attractors, subject = tab or (None, None, None)
+    return dict(correct=fields[6], wrong=fields[7], condition=condition, n_attractors=attractors,
+                subj_number=_gold_number(fields[5]),
+                subject_index=subject if subject is not None and 0 <= subject < target else None), None
+
+
+def _linzen_gold(fields: list, target: int) -> tuple[dict | None, str | None]:
+    """The forms and annotations of a four-field .gold line (index, correct, wrong,
+    attractors), or why it cannot be used."""
+    index, correct, wrong, attractors = (field.strip() for field in fields)
+    if index != str(target):
+        return None, "the .gold index differs from the .eval index"
+    if not attractors.isdigit():
+        return None, "the .gold attractor count is not a non-negative integer"
+    return dict(correct=correct, wrong=wrong, n_attractors=int(attractors),
+                subj_number=english_verb_number(correct, wrong)), None
+
+
+# English verb pairs whose singular is not the plural plus -s.
+_IRREGULAR_VERBS = {("is", "are"), ("was", "were"), ("has", "have")}
+
+
+def english_verb_number(correct: str, wrong: str) -> str | None:
+    """The number a correct English verb form agrees with, judged against the wrong form:
+    ``"sg"`` for is, was, has and the third person -s (sees/see, watches/watch,
+    carries/carry), ``"pl"`` the other way round, None where morphology does not say."""
+    a, b = correct.lower(), wrong.lower()
+    for singular, plural in ((a, b), (b, a)):
+        if (singular, plural) in _IRREGULAR_VERBS or _third_person(singular, plural):
+            return "sg" if singular == a else "pl"
+    return None
+
+
+def _third_person(singular: str, plural: str) -> bool:
+    """Whether ``singular`` is ``plural`` with the English -s, -es or y-to-ies ending."""
+    if not plural:
+        return False
+    return singular in (plural + "s", plural + "es") or (plural.endswith("y") and singular == plural[:-1] + "ies")
 
 
 def _gold_number(features: str) -> str | None:
@@ -420,8 +476,11 @@ def _gold_number(features: str) -> str | None:
 
 
 def _read_tab(path: Path, gold: list) -> list | None:
-    """(condition, n_attractors) per item from the long-form .tab (two rows an item,
-    the ``correct`` row first), or None where it does not line up with the .gold."""
+    """(condition, n_attractors, subject_index) per item from the long-form .tab (two
+    rows an item, the ``correct`` row first), or None where it does not line up with
+    the .gold. The subject's index is ``len_prefix`` - ``len_context`` (the controller's
+    distance to the target) where the pattern's controller is a noun
+    (``L__NOUN_VERB_VERB``), else None (in ``R__VERB_NOUN_CCONJ_VERB`` it is a verb)."""
     try:
         with open(path, encoding="utf-8", newline="") as f:
             rows = [r for r in csv.DictReader(f, delimiter="\t") if r.get("class") == "correct"]
@@ -436,12 +495,23 @@ def _read_tab(path: Path, gold: list) -> list | None:
             return None
         kind = row.get("type")
         condition = {"generated": "nonce"}.get(kind, kind) or None
-        try:
-            attractors = int(row.get("n_attr") or "")
-        except ValueError:
-            attractors = None
-        out.append((condition, attractors))
+        out.append((condition, _integer(row.get("n_attr")), _subject_index(row)))
     return out
+
+
+def _subject_index(row: dict) -> int | None:
+    pattern = (row.get("pattern") or "").split("__", 1)[-1]
+    prefix, context = _integer(row.get("len_prefix")), _integer(row.get("len_context"))
+    if pattern.split("_", 1)[0] != "NOUN" or prefix is None or context is None:
+        return None
+    return prefix - context
+
+
+def _integer(cell) -> int | None:
+    try:
+        return int(cell or "")
+    except ValueError:
+        return None
 
 
 def _lines(path: Path) -> list:

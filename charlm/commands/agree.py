@@ -22,20 +22,30 @@ from charlm.agreement.formats import FORMATS, METHODS
                    "own measure) or the differing word after the prefix.")
 @click.option("--json", "as_json", is_flag=True, help="Print all figures as one JSON object.")
 @click.option("--plot", type=click.Path(), help="Draw accuracy with intervals and baselines to this PNG.")
-@click.option("--plot-by", type=click.Choice(["auto", "condition", "attractors", "file"]), default="auto",
-              show_default=True, help="Groups of the plot (auto: conditions, else attractor counts, else files).")
-def command(model, data, fmt, method, as_json, plot, plot_by):
+@click.option("--plot-by", type=click.Choice(["auto", "condition", "attractors", "file", "distance"]),
+              default="auto", show_default=True,
+              help="Groups of the plot (auto: distance with --by distance, else conditions, else attractor "
+                   "counts, else files).")
+@click.option("--by", "extra", type=click.Choice(["distance"]), multiple=True,
+              help="Also break accuracy down by the distance from the subject's head noun to the verb, in "
+                   "words (1, 2, 3-4, 5-7, 8-12, 13+) and characters (1-10, 11-20, 21-40, 41-60, 61+), "
+                   "for items that give the subject's position.")
+def command(model, data, fmt, method, as_json, plot, plot_by, extra):
     """Agreement accuracy of MODEL on DATA (files, directories or Gulordava stems).
 
     \b
     DATA formats:
       TSV or CSV with a header: prefix, correct, wrong [, suffix] or
         sentence_good, sentence_bad; optional condition, n_attractors,
-        subj_number (sg/pl), where an empty cell, NA, N/A, NaN, None, null
-        or - means unknown (the item is scored, in an "unknown" group).
+        subj_number (sg/pl), subject_index (the subject's head noun among
+        the prefix's words, from 0), where an empty cell, NA, N/A, NaN,
+        None, null or - means unknown (the item is scored, in an "unknown"
+        group).
       BLiMP JSONL: sentence_good, sentence_bad [, one_prefix_*].
       Linzen/Gulordava: STEM.text + STEM.gold + STEM.eval [+ STEM.tab], given
-        as any one of them or as STEM.
+        as any one of them or as STEM; the .gold in Gulordava et al.'s layout
+        (8 or more fields) or Linzen et al.'s (4: index, correct, wrong,
+        attractors).
       SyntaxGym suites: JSON with meta, region_meta, predictions, items (one
         suite a file), told by their structure; a directory of them.
 
@@ -58,7 +68,8 @@ def command(model, data, fmt, method, as_json, plot, plot_by):
     is read as sentence-initial, and no item's score depends on another's.
 
     Reports accuracy with a 95% Wilson interval, overall and by file, condition,
-    attractor count and subject number, beside content-blind baselines on the
+    attractor count and subject number (and with --by distance, by distance from
+    subject to verb), beside content-blind baselines on the
     same items: always singular, always plural (where the number is known) and
     shorter form (ties count half). Items that cannot be scored (malformed rows,
     empty or identical forms, forms outside the vocabulary) are counted as
@@ -95,29 +106,39 @@ def command(model, data, fmt, method, as_json, plot, plot_by):
     if skips:
         total = sum(s.count for s in skips)
         click.echo(f"charlm agree: skipped {total} items: {describe_skips(skips)}", err=True)
+    by_distance = "distance" in extra and agreement is not None
+    if by_distance and "by_distance" not in summary:
+        by_distance = False
+        click.echo("charlm agree: no breakdown by distance: no item gives its subject's position (a "
+                   "subject_index column, or a Gulordava .tab with len_context)", err=True)
     if plot:
         from charlm.agreement.plot import plot_summary
 
-        plot_summary(summary, plot, plot_by)
+        plot_summary(summary, plot, "distance" if plot_by == "auto" and by_distance else plot_by)
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        tables = [format_table(summary)] if agreement else []
+        tables = [format_table(summary, by_distance)] if agreement else []
         if gym:
             tables.append(format_gym_table(gym.summary))
         click.echo("\n\n".join(tables))
 
 
-def format_table(summary: dict) -> str:
-    """The human-readable report: one line per group, then the overall line."""
+def format_table(summary: dict, by_distance: bool = False) -> str:
+    """The human-readable report: one line per group, then the overall line; the
+    breakdowns by distance too where ``by_distance`` (and the summary has them)."""
     head = f"{'':44} {'n':>6} {'accuracy':>9} {'95% interval':>16}  {'always-sg':>9} {'always-pl':>9} {'shorter':>8}"
     lines = []
     sections = [("file", "by_file"), ("condition", "by_condition"), ("attractors", "by_attractors"),
                 ("subject", "by_subj_number")]
+    if by_distance and "by_distance" in summary:
+        sections += [("distance (words)", "by_distance"), ("distance (characters)", "by_char_distance")]
     for title, key in sections:
         groups = summary[key]
-        # One group says nothing, except a condition's name; one "unknown" group says nothing at all.
-        if len(groups) < 2 and not (key == "by_condition" and groups and "unknown" not in groups):
+        # One group says nothing, except a condition's name or a distance asked for; one "unknown"
+        # group says nothing at all.
+        telling = key in ("by_condition", "by_distance", "by_char_distance")
+        if len(groups) < 2 and not (telling and groups and "unknown" not in groups):
             continue
         lines.append(f"by {title}")
         for name, group in groups.items():
