@@ -2,11 +2,21 @@
 time budget, then run `charlm agree` on the bundled suites and check the targets.
 
 Targets: at least 99% on `simple`; at least 90% on the single-attractor items of every
-condition that has them; every condition above its best content-blind baseline.
+condition that has them, except the long-span conditions (`pp_obj_relative`,
+`pp_subj_relative`: two or three stacked phrases and clauses, 20-60 characters between subject
+and verb), which are there to give accuracy by distance its tail and are reported without that
+target; every condition above its best content-blind baseline. The report also breaks accuracy
+down by distance from subject to verb.
 
 The budget (--minutes) covers everything up to the end of training: a short calibration run
 measures seconds per step on this machine, now; the real run gets as many steps as fit in the
-rest of the budget, and `--max-minutes` as a hard stop should the machine slow down.
+rest of the budget, and `--max-minutes` as a hard stop should the machine slow down. `--steps N`
+trains exactly N steps instead, with no calibration and no clock: the same model as a quiet run
+that fitted N steps in its budget, however busy the machine is now.
+
+`--keep DIR` keeps the model `charlm agree` scored as DIR/model.keras, the report as
+DIR/report.json and, with `--snapshot-every N`, the model every N steps (DIR/step-000500.keras,
+...), so that an earlier, less accurate model can be picked later.
 
 The model is charlm's default (2x256 LSTM, E=64), trained at --batch-size 16 (see
 DECAY_START below for why) and --bptt 128 rather than 64, because a subject and its verb are
@@ -16,11 +26,13 @@ fit inside one window.
 Example:
     python scripts/bench_agreement.py                 # 15 minutes, prints the table
     python scripts/bench_agreement.py --minutes 3 --json
+    python scripts/bench_agreement.py --steps 4000 --keep runs/agree --snapshot-every 250
 """
 
 import argparse
 import json
 import math
+import shutil
 import sys
 import tempfile
 import time
@@ -76,6 +88,34 @@ def calibrate(settings, folder) -> tuple[float, int]:
     return gaps[len(gaps) // 2], clock.steps_per_epoch
 
 
+def steps_per_epoch(settings) -> int:
+    """Training windows in one epoch of the bundled corpus at these settings."""
+    from charlm.config import TokenizerConfig, TrainConfig
+    from charlm.data.prepare import prepare
+
+    config = TrainConfig(batch_size=settings["batch_size"], bptt=settings["bptt"])
+    return len(prepare([CORPUS], TokenizerConfig(), config, log=lambda line: None).train)
+
+
+def snapshots(folder: Path, every: int):
+    """An observer that saves the model every ``every`` steps as FOLDER/step-000500.keras."""
+    from charlm.training.observers import Observer
+
+    class Snapshots(Observer):
+        def on_step_end(self, run, step, logs):
+            if step % every:
+                return
+            info = run.lm.info
+            # The best-validation figures belong to the best model, not to this one.
+            run.lm.info = {**{k: v for k, v in info.items() if not k.startswith("best_")}, "step": step}
+            try:
+                run.lm.save(folder / f"step-{step:06d}.keras")
+            finally:
+                run.lm.info = info
+
+    return Snapshots()
+
+
 def single_attractor_cells(scored) -> dict:
     """Accuracy on the items with exactly one attractor, per condition."""
     from charlm.agreement.stats import group_summary
@@ -88,12 +128,15 @@ def single_attractor_cells(scored) -> dict:
 
 
 def check_targets(summary, cells) -> dict:
+    from corpora.agreement.grammar import LONG_SPAN
+
     targets = {}
     simple = summary["by_condition"].get("simple")
     if simple:
         targets["simple >= 0.99"] = simple["accuracy"] >= 0.99
     for name, cell in cells.items():
-        targets[f"{name} (1 attractor) >= 0.90"] = cell["accuracy"] >= 0.90
+        if name not in LONG_SPAN:
+            targets[f"{name} (1 attractor) >= 0.90"] = cell["accuracy"] >= 0.90
     for name, group in summary["by_condition"].items():
         best = max(v for v in group["baselines"].values() if v is not None)
         targets[f"{name} > best baseline {best:.3f}"] = group["accuracy"] > best
@@ -112,7 +155,19 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--decay-start", type=float, default=DECAY_START,
                         help="Fraction of the steps at the full rate before a linear decay to 0 (1: no decay).")
+    parser.add_argument("--steps", type=int,
+                        help="Train exactly this many steps: no calibration, no time limit (--minutes ignored).")
+    parser.add_argument("--keep", type=Path,
+                        help="Folder to keep the scored model (model.keras) and the report (report.json) in.")
+    parser.add_argument("--snapshot-every", type=int,
+                        help="With --keep: also save the model every N steps, as step-000500.keras and so on.")
     args = parser.parse_args()
+    if args.steps is not None and args.steps < 1:
+        parser.error("--steps must be at least 1")
+    if args.snapshot_every is not None and (args.snapshot_every < 1 or args.keep is None):
+        parser.error("--snapshot-every takes a positive number of steps, and --keep DIR to save them in")
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
 
     import charlm
     from charlm.agreement import run_agreement
@@ -123,42 +178,56 @@ def main():
     budget = args.minutes * 60
     settings = dict(bptt=args.bptt, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     with tempfile.TemporaryDirectory() as scratch:
-        seconds_per_step, steps_per_epoch = calibrate(settings, scratch)
         out = Path(args.out) if args.out else Path(scratch) / "run"
-        minutes = (budget - (time.perf_counter() - started) - RESERVE_S) / 60
-        # The decay needs the run's length in steps: what fits in the time left at the
-        # calibrated speed. --max-minutes guarantees the budget if the machine slows down.
-        steps = max(1, int((minutes * 60 - LOOP_OVERHEAD_S) / seconds_per_step * 0.95))
         schedule = dict(lr_schedule="linear", lr_decay_start=args.decay_start) if args.decay_start < 1 else {}
         rate = f"the rate decaying linearly over the last {1 - args.decay_start:.0%}" if schedule else "constant rate"
-        log(f"bench: {seconds_per_step:.3f} s/step; training {steps} steps ({steps / steps_per_epoch:.2f} epochs), "
-            f"{rate}, at most {minutes:.2f} minutes, at --batch-size {args.batch_size} --bptt {args.bptt}")
-        summary = charlm.train(CORPUS, out, progress=False, log=log, epochs=math.ceil(steps / steps_per_epoch),
-                               max_steps=steps, max_minutes=minutes, **schedule, **settings)
+        if args.steps:
+            steps, epoch_steps, limit = args.steps, steps_per_epoch(settings), {}
+            pace = "no time limit"
+        else:
+            seconds_per_step, epoch_steps = calibrate(settings, scratch)
+            minutes = (budget - (time.perf_counter() - started) - RESERVE_S) / 60
+            # The decay needs the run's length in steps: what fits in the time left at the
+            # calibrated speed. --max-minutes guarantees the budget if the machine slows down.
+            steps = max(1, int((minutes * 60 - LOOP_OVERHEAD_S) / seconds_per_step * 0.95))
+            limit = dict(max_minutes=minutes)
+            pace = f"{seconds_per_step:.3f} s/step, at most {minutes:.2f} minutes"
+        log(f"bench: training {steps} steps ({steps / epoch_steps:.2f} epochs), {rate}, {pace}, "
+            f"at --batch-size {args.batch_size} --bptt {args.bptt}")
+        observers = [snapshots(args.keep, args.snapshot_every)] if args.snapshot_every else []
+        summary = charlm.train(CORPUS, out, progress=False, log=log, epochs=math.ceil(steps / epoch_steps),
+                               max_steps=steps, observers=observers, **limit, **schedule, **settings)
         train_seconds = time.perf_counter() - started
         lm = charlm.load(summary["model_path"])
         result = run_agreement(lm, loaded=load([SUITE]))
+        if args.keep:
+            shutil.copyfile(summary["model_path"], args.keep / "model.keras")
     report = dict(result.summary)
     cells = single_attractor_cells(result.scored)
     targets = check_targets(report, cells)
     report.update(
-        train_seconds=train_seconds, budget_seconds=budget, steps=summary["steps"],
+        train_seconds=train_seconds, budget_seconds=None if args.steps else budget, steps=summary["steps"],
         tokens_per_s=summary["tokens_per_s"], best_val_bits_per_char=summary["best_val_bits_per_char"],
         single_attractor={k: {"accuracy": v["accuracy"], "n": v["n"], "ci95": v["ci95"]} for k, v in cells.items()},
         targets=targets, targets_met=all(targets.values()),
     )
+    if args.keep:
+        (args.keep / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(report))
         return
-    print(format_table(report))
+    print(format_table(report, by_distance=True))
     print()
     print("single-attractor items by condition:")
     for name, cell in cells.items():
         low, high = cell["ci95"]
         print(f"  {name:26} {cell['n']:>6} {cell['accuracy']:>9.3f}   [{low:.3f}, {high:.3f}]")
     print()
-    print(f"trained {summary['steps']} steps in {train_seconds:.0f}s of a {budget:.0f}s budget "
+    of_budget = "" if args.steps else f" of a {budget:.0f}s budget"
+    print(f"trained {summary['steps']} steps in {train_seconds:.0f}s{of_budget} "
           f"({summary['tokens_per_s']:,.0f} tok/s, best val {summary['best_val_bits_per_char']:.4f} bits/char)")
+    if args.keep:
+        print(f"kept the model, the report{' and the snapshots' if args.snapshot_every else ''} in {args.keep}")
     for name, ok in targets.items():
         print(f"  {'met   ' if ok else 'MISSED'} {name}")
 
