@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import string
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
