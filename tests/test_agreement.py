@@ -186,6 +186,9 @@ def test_tsv_subject_index_column(tmp_path):
     loaded = load([path])
     assert [item.subject_index for item in loaded.items] == [1, None]
     assert len(loaded.skips) == 1 and "subject_index" in loaded.skips[0].reason and loaded.skips[0].line == 3
+    path.write_text("prefix\tcorrect\twrong\tsubject_index\nthe key\tis\tare\t\u00b2\n", encoding="utf-8")
+    items, skips = read_tsv(path)
+    assert not items and "subject_index" in skips[0].reason
 
 
 def test_blimp_format(tmp_path):
@@ -248,6 +251,7 @@ def test_english_verb_number(correct, wrong, number):
     ("3\tis\tare\t0", "the .gold index differs from the .eval index"),
     ("2\tis\tare\tmany", "the .gold attractor count is not a non-negative integer"),
     ("2\tis\tare\t-1", "the .gold attractor count is not a non-negative integer"),
+    ("2\tis\tare\t\u00b2", "the .gold attractor count is not a non-negative integer"),  # a digit to isdigit
     ("2\tis\tare\t0\tx", "the .gold line has 5 fields: 4 (Linzen) or 8 or more (Gulordava) expected"),
 ])
 def test_linzen_gold_problems_are_skipped_by_line(tmp_path, gold, reason):

@@ -329,10 +329,15 @@ def _annotations(row: dict) -> tuple[dict, str | None]:
     if not is_unknown(index):
         index = index.strip()
         words = len(row.get("prefix", "").split())
-        if not index.isdigit() or int(index) >= words:
+        if not _is_count(index) or int(index) >= words:
             return extra, f"subject_index must be a word index of the prefix (0 to {words - 1}), got {index[:20]!r}"
         extra["subject_index"] = int(index)
     return extra, None
+
+
+def _is_count(text: str) -> bool:
+    """Whether ``text`` is a non-negative integer in ASCII digits ("²" is a digit to str.isdigit)."""
+    return text.isascii() and text.isdigit()
 
 
 def read_blimp(path) -> tuple[list, list]:
@@ -438,7 +443,7 @@ def _linzen_gold(fields: list, target: int) -> tuple[dict | None, str | None]:
     index, correct, wrong, attractors = (field.strip() for field in fields)
     if index != str(target):
         return None, "the .gold index differs from the .eval index"
-    if not attractors.isdigit():
+    if not _is_count(attractors):
         return None, "the .gold attractor count is not a non-negative integer"
     return dict(correct=correct, wrong=wrong, n_attractors=int(attractors),
                 subj_number=english_verb_number(correct, wrong)), None
@@ -453,9 +458,9 @@ def english_verb_number(correct: str, wrong: str) -> str | None:
     ``"sg"`` for is, was, has and the third person -s (sees/see, watches/watch,
     carries/carry), ``"pl"`` the other way round, None where morphology does not say."""
     a, b = correct.lower(), wrong.lower()
-    for singular, plural in ((a, b), (b, a)):
+    for singular, plural, number in ((a, b, "sg"), (b, a, "pl")):
         if (singular, plural) in _IRREGULAR_VERBS or _third_person(singular, plural):
-            return "sg" if singular == a else "pl"
+            return number
     return None
 
 
