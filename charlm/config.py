@@ -13,7 +13,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from charlm.data.tokenizers import KINDS, NORMALIZATIONS
+from charlm.data.tokenizers import DOC, EOL, KINDS, NORMALIZATIONS, PAD, UNK
+from charlm.data.words import WordRules
 from charlm.errors import CharlmError
 
 CELLS = ("rnn", "lstm", "gru")
@@ -22,6 +23,12 @@ CLIP_MODES = ("global", "per-tensor")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 DEVICES = ("auto", "cpu", "gpu", "tpu")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
+
+# The settings only a word tokenizer has.
+WORD_SETTINGS = ("max_vocab", "min_count", "lowercase", "split_punctuation", "numbers_token")
+RESERVED = (PAD, UNK, EOL, DOC)
+MIN_VOCAB = len(RESERVED) + 1
+MAX_VOCAB = 2**31 - 1  # ids are int32 in the model; token files hold up to uint32
 
 # Settings whose flag is not their name with dashes; and the flag names charlm.train accepts
 # as keywords for them.
@@ -47,21 +54,41 @@ def _one_of(name: str, value, choices):
 @dataclass(frozen=True)
 class TokenizerConfig:
     """How text becomes ids: ``kind`` char|byte|word, ``normalization`` None|NFC|NFKC
-    (char only), ``max_vocab`` (word only), ``encoding_errors`` strict|replace."""
+    (char only), ``encoding_errors`` strict|replace; for words only: ``max_vocab``,
+    ``min_count`` (the vocabulary by frequency) and ``lowercase``, ``split_punctuation``,
+    ``numbers_token`` (the rules of :mod:`charlm.data.words`)."""
 
     kind: str = "char"
     normalization: str | None = None
     max_vocab: int | None = None
     encoding_errors: str = "strict"
+    min_count: int | None = None
+    lowercase: bool = False
+    split_punctuation: bool = False
+    numbers_token: str | None = None
 
     def __post_init__(self):
         _one_of("kind", self.kind, KINDS)
         if self.normalization not in NORMALIZATIONS:
             raise CharlmError(f"{flag('normalization')} must be NFC or NFKC, got {self.normalization!r}")
-        if self.max_vocab is not None and self.max_vocab < 4:
-            raise CharlmError(f"{flag('max_vocab')} must be at least 4, got {self.max_vocab}")
         if self.encoding_errors not in ("strict", "replace"):
             raise CharlmError(f"{flag('encoding_errors')} must be strict or replace, got {self.encoding_errors!r}")
+        if self.kind != "word":
+            for name in WORD_SETTINGS:
+                if getattr(self, name) not in (None, False):
+                    raise CharlmError(f"{flag(name)} applies to words; add --tokenizer word "
+                                      f"(this is a {self.kind} tokenizer)")
+            return
+        if self.max_vocab is not None and not MIN_VOCAB <= self.max_vocab <= MAX_VOCAB:
+            raise CharlmError(f"{flag('max_vocab')} must be between {MIN_VOCAB} (the reserved symbols {', '.join(RESERVED)} "
+                              f"and one word) and {MAX_VOCAB:,} (the largest int32 id), got {self.max_vocab}")
+        if self.min_count is not None and self.min_count < 1:
+            raise CharlmError(f"{flag('min_count')} must be at least 1, got {self.min_count}")
+        if self.numbers_token is not None:
+            problem = WordRules(self.lowercase, self.split_punctuation).check_token(self.numbers_token)
+            if problem or self.numbers_token in RESERVED:
+                raise CharlmError(f"{flag('numbers_token')} {self.numbers_token!r} "
+                                  f"{problem or 'is a reserved symbol'}")
 
 
 @dataclass(frozen=True)

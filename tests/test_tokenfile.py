@@ -6,6 +6,7 @@ UTF-8 located or replaced; the narrowest dtype for the ids."""
 import json
 import os
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,11 +30,14 @@ def _config(**kw):
     return TrainConfig(**{"batch_size": 4, "bptt": 8, "val_fraction": 0.1, **kw})
 
 
-def _in_memory(path, kind, train_config, normalization=None):
+WORD_OPTIONS = {"lowercase": True, "split_punctuation": True, "numbers_token": "<num>"}
+
+
+def _in_memory(path, kind, train_config, normalization=None, **word_options):
     """The in-memory pipeline of the core: read, split, build, encode, batch."""
     corpus = read_corpus([path])
     train, val = split_text(corpus.text, train_config.val_fraction, on_whitespace=kind == "word")
-    tokenizer = build_tokenizer(kind, train, normalization)
+    tokenizer = build_tokenizer(kind, train, normalization, **word_options)
     B, T = train_config.batch_size, train_config.bptt
     return (tokenizer, StreamBatches(tokenizer.encode(train), B, T),
             StreamBatches(tokenizer.encode(val), B, T, "validation"), len(val))
@@ -54,16 +58,18 @@ def _mapped(array):
     return False
 
 
-@pytest.mark.parametrize("kind,normalization", [("char", None), ("char", "NFKC"), ("byte", None), ("word", None)])
+@pytest.mark.parametrize("kind,normalization,options", [
+    ("char", None, {}), ("char", "NFKC", {}), ("byte", None, {}), ("word", None, {}), ("word", None, WORD_OPTIONS)])
 @pytest.mark.parametrize("chunks", ["large", "tiny"])
-def test_memory_mapped_pipeline_yields_the_same_batches_as_in_memory(tmp_path, request, kind, normalization, chunks):
-    if chunks == "tiny":
+def test_memory_mapped_pipeline_yields_the_same_batches_as_in_memory(tmp_path, request, kind, normalization,
+                                                                     options, chunks):
+    if chunks == "tiny":  # (words: the same tokens whatever the chunk size)
         request.getfixturevalue("tiny_chunks")
     path = tmp_path / "mixed.txt"
-    path.write_text(MIXED, encoding="utf-8")
+    path.write_text(MIXED + "The keys (3,000 of them) aren't old.\n" * 20, encoding="utf-8")
     config = _config()
-    tokenizer, train, val, val_chars = _in_memory(path, kind, config, normalization)
-    data = prepare([path], TokenizerConfig(kind=kind, normalization=normalization), config)
+    tokenizer, train, val, val_chars = _in_memory(path, kind, config, normalization, **options)
+    data = prepare([path], TokenizerConfig(kind=kind, normalization=normalization, **options), config)
     assert data.tokenizer.vocabulary == tokenizer.vocabulary
     assert data.tokenizer.get_config() == tokenizer.get_config()
     for ours, theirs in ((data.train, train), (data.validation, val)):
@@ -197,3 +203,46 @@ def test_invalid_utf8_is_located_or_replaced_as_in_memory(tmp_path, request, chu
                                               (65_536, np.uint16), (65_537, np.uint32)])
 def test_token_dtype_is_the_narrowest_that_fits(vocab_size, dtype):
     assert token_dtype(vocab_size) == dtype
+
+
+@pytest.mark.parametrize("options", [{}, WORD_OPTIONS])
+def test_word_token_file_counts_unknown_words_and_separates_documents(tmp_path, tiny_chunks, options):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    texts = ["The cat sat.\nThe dog sat.\n" * 30, "A cat ran 42 km.\n" * 20, "Zebras run, quagga!\n" * 5]
+    for i, text in enumerate(texts):
+        (folder / f"{i}.txt").write_text(text, encoding="utf-8")
+    data = prepare([folder], TokenizerConfig(kind="word", **options), _config(batch_size=2, bptt=4, val_fraction=0.1),
+                   data_config=DataConfig(cache_dir=str(tmp_path / "c")))
+    tokenizer = data.tokenizer
+    assert tokenizer.rules.lowercase == bool(options) and DOC in tokenizer.index
+    ids = np.fromfile(data.token_file, dtype=token_dtype(tokenizer.vocab_size))
+    doc = tokenizer.index[DOC]
+    pieces = np.split(ids, np.flatnonzero(ids == doc))
+    # Each document reads back as its words; the unknown ones (validation only) as <unk>.
+    for piece, text in zip(pieces, texts):
+        expected = tokenizer.split(text)
+        assert [tokenizer.vocabulary[i] if i != tokenizer.unk_id else None for i in piece[piece != doc]] == \
+            [w if w in tokenizer.index else None for w in expected]
+    header = json.loads(Path(data.token_file[: -len(".tokens")] + ".json").read_text())
+    train, val = ids[: data.train_tokens], ids[data.train_tokens:]
+    assert header["unknown"] == [int(np.sum(train == tokenizer.unk_id)), int(np.sum(val == tokenizer.unk_id))]
+    assert header["unknown"][0] == 0 and header["unknown"][1] > 0  # "quagga" only in the validation part
+    again = prepare([folder], TokenizerConfig(kind="word", **options), _config(batch_size=2, bptt=4, val_fraction=0.1),
+                    data_config=DataConfig(cache_dir=str(tmp_path / "c")))
+    assert again.cached and (again.train_unknown, again.val_unknown) == tuple(header["unknown"])
+
+
+def test_a_given_word_tokenizer_keeps_its_options_and_vocabulary(tmp_path):
+    from charlm.data.tokenizers import WordTokenizer
+
+    path = tmp_path / "new.txt"
+    text = "The Cats sat, and the dogs ran.\n" * 50
+    path.write_text(text, encoding="utf-8")
+    given = WordTokenizer.build("the cats sat .\n", lowercase=True, split_punctuation=True)
+    data = prepare([path], TokenizerConfig(kind="word"), _config(), given,
+                   data_config=DataConfig(cache_dir=str(tmp_path / "c")))
+    assert data.tokenizer is given
+    ids = np.fromfile(data.token_file, dtype=token_dtype(given.vocab_size))
+    assert np.array_equal(ids, given.encode(text))  # "The Cats sat," read as "the cats sat ,"
+    assert data.train_unknown == int(np.sum(ids[: data.train_tokens] == given.unk_id)) > 0

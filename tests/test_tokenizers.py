@@ -6,7 +6,9 @@ arbitrary Unicode, lone surrogates included.
   one per character; a lone surrogate is an ordinary code point.
 - byte: the identity for any text UTF-8 can encode; a lone surrogate is refused
   with a CharlmError naming it; any ids decode without raising.
-- word: the identity up to whitespace: words re-joined by one space, lines kept.
+- word: the identity up to whitespace: words re-joined by one space, lines kept; with
+  the word options (lower case, punctuation split off, numbers mapped) the rules on hand
+  examples, and decoded text encodes to the same ids.
 - every kind: the vocabulary survives its JSON round trip (what the model file
   stores), and encoding text the vocabulary never saw never raises.
 """
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 from charlm.data.tokenizers import (
     ByteTokenizer, CharTokenizer, WordTokenizer, build_tokenizer, tokenizer_from_config,
 )
+from charlm.data.words import WordRules
 from charlm.errors import CharlmError
 
 MIXED = "Hello, wörld! 순환 신경망은 기억을 가진다. Ωμέγα — naïve café 🙂\n\ttabs and\r\nCRLF"
@@ -177,3 +180,86 @@ def test_encoding_unseen_text_never_raises_except_byte_surrogates(seen, unseen, 
     ids = tokenizer.encode(unseen)
     assert ((0 <= ids) & (ids < tokenizer.vocab_size)).all()
     assert isinstance(tokenizer.decode(ids), str)
+
+
+# ---- word options: lower case, punctuation, numbers (charlm.data.words) ----------------------
+
+SPLIT = WordRules(split_punctuation=True)
+
+
+@pytest.mark.parametrize("text,words", [
+    ("the keys to the cabinet are on the table.", "the keys to the cabinet are on the table ."),
+    ("The keys are old.", "The keys are old ."),  # case is kept unless --lowercase
+    ('"Yes," she said (twice); ok?!', '" Yes , " she said ( twice ) ; ok ? !'),
+    ("3,000 people paid $1.5 (or 1,5) at 10:30 on 2024-05-01.",
+     "3,000 people paid $ 1.5 ( or 1,5 ) at 10 : 30 on 2024 - 05 - 01 ."),
+    ("3,000. 1.5, 1,000,000 -4 3.x 1990s", "3,000 . 1.5 , 1,000,000 - 4 3 . x 1990s"),
+    ("hasn't can't DON'T isn’t", "has n't ca n't DO N'T is n’t"),  # n't, straight or curly
+    ("the cat's toy, they're here, dogs' bones", "the cat 's toy , they 're here , dogs ' bones"),
+    ("don 't one 's n't 's", "don 't one 's n't 's"),  # already split (WikiText, Gulordava): kept
+    ("... -- @-@ @,@ '' :)", "... -- @-@ @,@ '' :)"),  # punctuation alone stays whole
+    ("word... well-known U.S. e.g.", "word . . . well - known U . S . e . g ."),
+    ("<unk> <unk>, <eos>", "<unk> <unk> , <eos>"),
+    ("naïve café. 日本語。 «Ça» x² e\u0301te", "naïve café . 日本語 。 « Ça » x² e\u0301te"),
+    ("hi🙂 50% a/b", "hi 🙂 50 % a / b"),
+    ("snake_case", "snake _ case"),  # "_" is punctuation (Pc)
+])
+def test_split_punctuation_rules_on_hand_examples(text, words):
+    assert SPLIT.split(text) == words.split()
+
+
+def test_lowercase_and_numbers_token():
+    rules = WordRules(lowercase=True, split_punctuation=True, numbers_token="<num>")
+    assert rules.split("The keys are old.") == ["the", "keys", "are", "old", "."]
+    assert rules.split("ÉCOLE İstanbul ΣΟΦΟΣ") == ["école", "i̇stanbul", "σοφος"]
+    assert rules.split("In 1990, 3,000 (1.5%) ٣ cats; 1990s 3rd") == \
+        ["in", "<num>", ",", "<num>", "(", "<num>", "%", ")", "<num>", "cats", ";", "1990s", "3rd"]
+    # Without --split-punctuation a number must be a whole whitespace-separated word.
+    plain = WordRules(numbers_token="NUM")
+    assert plain.split("42 3,000 3. 1.5\n") == ["NUM", "NUM", "3.", "NUM", "<eol>"]
+    assert WordRules(lowercase=True).split("The Cat\nThe") == ["the", "cat", "<eol>", "the"]
+
+
+def test_word_tokenizer_applies_its_options_to_every_text():
+    tok = WordTokenizer.build("the keys are old .\nthe key is old .\n", lowercase=True, split_punctuation=True)
+    assert tok.count_unknown("The keys are old.") == 0
+    assert tok.decode(tok.encode("The keys are old.\n")) == "the keys are old .\n"
+    assert list(tok.encode("The key is OLD.")) == list(tok.encode("the key is old ."))
+    again = _json_round_trip(tok)
+    assert again.rules == tok.rules and list(again.encode("The key is OLD.")) == list(tok.encode("the key is old ."))
+
+
+def test_old_word_configs_load_with_the_options_off():
+    tok = tokenizer_from_config({"kind": "word", "vocabulary": ["<pad>", "<unk>", "<eol>", "The", "old."]})
+    assert tok.rules == WordRules() and tok.rules.plain
+    assert list(tok.encode("The old.")) == [3, 4]
+
+
+def test_min_count_and_max_vocab_choose_by_frequency():
+    text = "a a a b b c\nd a b\n"  # a:4 b:3 c:1 d:1
+    assert WordTokenizer.build(text, min_count=2).vocabulary[3:] == ["a", "b"]
+    assert WordTokenizer.build(text).vocabulary[3:] == ["a", "b", "c", "d"]
+    assert WordTokenizer.build(text, max_vocab=4, min_count=1).vocabulary[3:] == ["a"]
+    assert WordTokenizer.build(text, max_vocab=10, min_count=5).vocabulary[3:] == []
+
+
+RULES = st.builds(WordRules, st.booleans(), st.booleans(), st.sampled_from([None, "<num>"]))
+# Text with plenty of what the rules act on.
+RULE_TEXT = st.text(st.one_of(ANY_CHAR, st.sampled_from(list(".,'’-n't0123456789 \nABCabc<>@$"))), max_size=120)
+
+
+@FAST
+@given(RULE_TEXT, RULES)
+def test_word_rules_round_trip_and_each_word_stays_itself(text, rules):
+    words = rules.split(text)
+    for word in words:
+        assert word == "<eol>" or rules.words(word) == [word]
+    if WORD_SPECIALS & set(words):
+        return
+    tok = _json_round_trip(WordTokenizer.build(text, lowercase=rules.lowercase,
+                                               split_punctuation=rules.split_punctuation,
+                                               numbers_token=rules.numbers_token))
+    ids = tok.encode(text)
+    assert len(ids) == len(words) and tok.unk_id not in ids
+    assert [tok.vocabulary[i] for i in ids] == words
+    assert list(tok.encode(tok.decode(ids))) == list(ids)  # decoded text reads back the same

@@ -26,10 +26,20 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.argument("corpus", nargs=-1, type=click.Path())
 @click.option("--out", "-o", type=click.Path(), help="Run directory [default: runs/<corpus>-<date-time>].")
 @click.option("--tokenizer", type=click.Choice(KINDS), default="char", show_default=True,
-              help="char: Unicode code points; byte: UTF-8 bytes (never unknown); word: whitespace tokens.")
+              help="char: Unicode code points; byte: UTF-8 bytes (never unknown); word: words (whitespace-separated, "
+                   "with the options below).")
 @click.option("--normalize", type=click.Choice(["NFC", "NFKC"]), default=None,
               help="Unicode normalization for the char tokenizer [default: none].")
-@click.option("--max-vocab", type=int, default=None, help="Word tokenizer: keep this many most frequent words.")
+@click.option("--max-vocab", type=int, default=None,
+              help="Word tokenizer: keep this many symbols, the most frequent words after the reserved ones.")
+@click.option("--min-count", type=int, default=None,
+              help="Word tokenizer: keep only words seen at least this often in the training part.")
+@click.option("--lowercase", is_flag=True, help="Word tokenizer: lower-case every text the model reads.")
+@click.option("--split-punctuation", is_flag=True,
+              help='Word tokenizer: punctuation and symbols become words of their own ("old." -> "old ."), '
+                   'numbers keep their separators ("3,000"), "hasn\'t" -> "has n\'t" (see docs/training.md).')
+@click.option("--numbers-token", default=None,
+              help='Word tokenizer: map every number ("42", "3,000", "1.5") to this word, e.g. "<num>".')
 @click.option("--encoding-errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
               help="What to do with bytes that are not UTF-8: stop with an error, or replace them with U+FFFD.")
 @click.option("--cell", type=click.Choice(CELLS), default=_M.cell, show_default=True, help="Recurrent layer type.")

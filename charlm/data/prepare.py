@@ -27,8 +27,6 @@ CACHE_NAME = ".charlm-cache"
 TFDS_PREFIX = "tfds:"
 
 
-
-
 @dataclass
 class TrainingData:
     tokenizer: Tokenizer
@@ -42,6 +40,12 @@ class TrainingData:
     val_tokens: int
     token_file: str | None = None  # the cached token file, None when not cached
     cached: bool = False  # True when a previous run's token file was reused
+    train_unknown: int = 0  # tokens outside the vocabulary (<unk>) in the training part
+    val_unknown: int = 0  # and in the validation part
+
+    def oov_rates(self) -> tuple[float, float]:
+        """The share of unknown tokens in the training and in the validation part."""
+        return self.train_unknown / max(1, self.train_tokens), self.val_unknown / max(1, self.val_tokens)
 
 
 def default_corpus() -> Path:
@@ -112,4 +116,6 @@ def prepare(paths, tokenizer_config: TokenizerConfig, train_config: TrainConfig,
         val_tokens=len(val_ids),
         token_file=str(tokens.path) if tokens.path else None,
         cached=tokens.cached,
+        train_unknown=tokens.unknown[0],
+        val_unknown=tokens.unknown[1],
     )

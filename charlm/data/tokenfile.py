@@ -5,13 +5,22 @@ A corpus of any size is tokenized with memory that does not grow with it:
 pass 0  (scan)    read every document in 4 MiB chunks: sha256 of the bytes (the
                   cache key), the number of characters, the number of documents.
 pass 1  (vocab)   the training region only: which characters (char with
-                  normalization) or how often each word (word) occur. Skipped for
-                  byte; for char without normalization, pass 0 notes where each
-                  character first occurs instead; and when a tokenizer is given
-                  (fine-tuning).
+                  normalization) occur. Skipped for byte; for char without
+                  normalization, pass 0 notes where each character first occurs
+                  instead; and when a tokenizer is given (fine-tuning).
 pass 2  (encode)  every document again, token ids written to ``<key>.tokens`` in the
                   narrowest unsigned type that holds the vocabulary (uint8, uint16
                   or uint32), training tokens first, then validation tokens.
+
+Words take one pass over the text instead of passes 1 and 2: each piece is cut at
+whitespace into raw tokens (:mod:`charlm.data.words`), numbered in the order first seen,
+and those numbers (32 bits) go to an unnamed temporary file, while the training region's
+are counted. The vocabulary then comes from the counts (each distinct raw token's words
+worked out once: lower case, punctuation, numbers), and the temporary file is mapped,
+a chunk at a time, through a table from raw token to word ids into ``<key>.tokens``. The
+text is split once and each raw token looked up once, at C speed; the rules run once per
+distinct raw token. Memory grows with the number of distinct raw tokens (as any word
+count does), not with the corpus.
 
 How the validation cut is made (one region, as with files): the documents are
 decoded as UTF-8 and their characters counted; with N characters in all, the
@@ -34,20 +43,22 @@ chunk, the rest carried into the next chunk: no UTF-8 sequence, word or
 normalization unit is split, so the pieces tokenize exactly like the whole text.
 Pure-ASCII pieces stay bytes: char tokenization with at most 256 symbols is then
 one ``bytes.translate`` call; other pieces go through a numpy table indexed by code
-point; the word tokenizer runs in Python (speeds in BENCHMARKS.md).
+point (speeds in BENCHMARKS.md).
 
 The cache: ``<key>.tokens`` and ``<key>.json`` in the cache directory. The key is
 the sha256 of the document bytes and sizes, the tokenizer settings (or the given
 tokenizer's vocabulary), the validation fraction and the source, so a changed
 corpus never meets a stale file. The JSON header (written last, atomically) has
-the dtype, the length and a CRC-32 of the token bytes; every load checks the
+the dtype, the length, the unknown tokens of each region and a CRC-32 of the token bytes; every load checks the
 file size and the CRC (a sequential read, small next to tokenizing), and a file that fails either is reported and rebuilt, never used.
 """
 
 from __future__ import annotations
 
+import array
 import collections
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -71,14 +82,17 @@ from charlm.data.tokenizers import (
     normalize,
     tokenizer_from_config,
 )
+from charlm.data.words import DOC_RAW, RawIndex, WordRules, raw_tokens
 from charlm.errors import CharlmError
 from charlm.fileio import atomic_path, write_text
 
-FORMAT = 1
+FORMAT = 2  # 2: the header counts unknown tokens
 _SPACE = re.compile(r"\s")  # the same characters as str.isspace()
 _ASCII_SPACE = re.compile(rb"[\t\n\x0b\x0c\r\x1c-\x1f ]")  # str.isspace() within ASCII
 _READ = 16 << 20  # bytes per read when checking a token file's CRC
 _QUIET_BELOW = 32 << 20  # corpora smaller than this (bytes) tokenize without a progress line
+_RAW_IDS = 1 << 22  # raw token ids counted or mapped at a time (16 MiB)
+_RAW = np.dtype(np.uintc)  # a raw token id: array.array's "I", 32 bits
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,7 @@ class TokenFile:
     val_chars: int
     path: Path | None
     cached: bool  # True when an existing file was reused
+    unknown: tuple[int, int] = (0, 0)  # unknown tokens in the training and the validation part
 
     @property
     def train_ids(self) -> np.ndarray:
@@ -142,14 +157,17 @@ def build_token_file(source, tokenizer_config, val_fraction: float, cache_dir=No
                                                                         and tokenizer.normalization))
     layout = _Layout(source, errors, cut, on_whitespace=kind == "word", aligned=aligned)
     multi_doc = max(scan["documents"]) > 1  # a <doc> token will occur
-    if first_seen is not None:
-        symbols = first_seen.symbols(before=scan["chars"][0] if cut is None else cut)
-        tokenizer = CharTokenizer.from_symbols(symbols, documents=multi_doc)
-    elif tokenizer is None:
-        tokenizer = _build_vocabulary(layout, tokenizer_config, multi_doc)
     directory = cache_dir if cache_dir is not None else Path(tempfile.mkdtemp(prefix="charlm-tokens-"))
     started = time.perf_counter()
-    header = _write(layout, tokenizer, directory, key)
+    if kind == "word":
+        tokenizer, header = _write_words(layout, tokenizer, tokenizer_config, multi_doc, directory, key)
+    else:
+        if first_seen is not None:
+            symbols = first_seen.symbols(before=scan["chars"][0] if cut is None else cut)
+            tokenizer = CharTokenizer.from_symbols(symbols, documents=multi_doc)
+        elif tokenizer is None:
+            tokenizer = _build_vocabulary(layout, tokenizer_config, multi_doc)
+        header = _write(_encoded(layout, tokenizer), tokenizer, directory, key)
     seconds = time.perf_counter() - started
     log(f"charlm: tokenized {scan['bytes'] / 1e6:,.1f} MB into {header['length']:,} tokens ({header['dtype']}) "
         f"in {seconds:.1f}s" + (f"; cached as {directory / (key + '.tokens')}" if cache_dir is not None else ""))
@@ -161,7 +179,8 @@ def build_token_file(source, tokenizer_config, val_fraction: float, cache_dir=No
             name.unlink(missing_ok=True)
         directory.rmdir()
         path = None
-    return TokenFile(ids, tokenizer, header["train_tokens"], header["val_chars"], path, False), scan
+    return TokenFile(ids, tokenizer, header["train_tokens"], header["val_chars"], path, False,
+                     tuple(header["unknown"])), scan
 
 
 def _warnings_only(log):
@@ -341,32 +360,24 @@ class _Layout:
 
 
 def _build_vocabulary(layout: _Layout, config, multi_doc: bool) -> Tokenizer:
-    """Pass 1: the tokenizer of the training region (region 0)."""
+    """Pass 1: the char or byte tokenizer of the training region (region 0)."""
     if config.kind == "byte":
         return ByteTokenizer.build(documents=multi_doc)
-    if config.kind == "char":  # with normalization: the characters of the normalized text
-        seen = _FirstSeen()
-        for region, piece in layout:
-            if region:
-                break
-            if piece is not None:  # (normalization leaves ASCII as it is)
-                seen.update(piece if isinstance(piece, bytes) else normalize(piece, config.normalization), 0)
-        return CharTokenizer.from_symbols(seen.symbols(), config.normalization, documents=multi_doc)
-    counts = collections.Counter()
+    seen = _FirstSeen()  # with normalization: the characters of the normalized text
     for region, piece in layout:
         if region:
             break
-        if piece is not None:
-            counts.update(_str(piece).split())
-    return WordTokenizer.from_counts(counts, config.max_vocab, documents=multi_doc)
+        if piece is not None:  # (normalization leaves ASCII as it is)
+            seen.update(piece if isinstance(piece, bytes) else normalize(piece, config.normalization), 0)
+    return CharTokenizer.from_symbols(seen.symbols(), config.normalization, documents=multi_doc)
 
 
 # ----------------------------------------------------------------------------- encoding
 
 
 class _Encoder:
-    """Text pieces to ids of ``dtype`` (numpy arrays or raw bytes), as ``tokenizer.encode``
-    would give them, only faster for char and byte."""
+    """Char or byte text pieces to ids of ``dtype`` (numpy arrays or raw bytes), as
+    ``tokenizer.encode`` would give them, only faster."""
 
     def __init__(self, tokenizer: Tokenizer, dtype):
         self.tokenizer, self.dtype = tokenizer, dtype
@@ -391,18 +402,14 @@ class _Encoder:
                 return np.take(self.table, np.frombuffer(piece, dtype=np.uint8), mode="clip")
             piece = normalize(piece, self.tokenizer.normalization)
             return np.take(self.table, codepoints_of(piece), mode="clip")
-        if self.kind == "byte":
-            data = piece if ascii_piece else piece.encode("utf-8", "surrogateescape")
-            return np.frombuffer(data, dtype=np.uint8).astype(self.dtype) + 1
-        return self.tokenizer.encode(_str(piece)).astype(self.dtype)
+        data = piece if ascii_piece else piece.encode("utf-8", "surrogateescape")
+        return np.frombuffer(data, dtype=np.uint8).astype(self.dtype) + 1
 
 
 def _doc_ids(tokenizer: Tokenizer, encode) -> bytes:
     """What goes between two documents: ``<doc>``, or a newline for a tokenizer without it."""
     if DOC in tokenizer.index:
         return np.array([tokenizer.index[DOC]], dtype=encode.dtype).tobytes()
-    if tokenizer.kind == "word":
-        return np.array([tokenizer.index[EOL]], dtype=encode.dtype).tobytes()
     return _as_bytes(encode("\n"))
 
 
@@ -410,20 +417,28 @@ def _as_bytes(ids) -> bytes:
     return ids if isinstance(ids, bytes) else ids.tobytes()
 
 
-def _write(layout: _Layout, tokenizer: Tokenizer, directory: Path, key: str) -> dict:
-    """Pass 2: encode everything into ``<key>.tokens``, then commit ``<key>.json``."""
-    dtype = token_dtype(tokenizer.vocab_size)
-    encode = _Encoder(tokenizer, dtype)
+def _encoded(layout: _Layout, tokenizer: Tokenizer):
+    """Pass 2 for char and byte: (region, id bytes, characters) for each piece of ``layout``."""
+    encode = _Encoder(tokenizer, token_dtype(tokenizer.vocab_size))
     doc = _doc_ids(tokenizer, encode)
-    crc, length, train_tokens, chars = 0, 0, None, [0, 0]
+    for region, piece in layout:
+        yield (region, doc, 0) if piece is None else (region, _as_bytes(encode(piece)), len(piece))
+
+
+def _write(pieces, tokenizer: Tokenizer, directory: Path, key: str) -> dict:
+    """Write ``pieces`` ((region, id bytes, characters), training region first) into
+    ``<key>.tokens``, then commit ``<key>.json``."""
+    dtype = token_dtype(tokenizer.vocab_size)
+    unk = tokenizer.unk_id
+    crc, length, train_tokens, chars, unknown = 0, 0, None, [0, 0], [0, 0]
     try:
         with atomic_path(directory / f"{key}.tokens", fsync=False) as tmp, open(tmp, "wb") as f:
-            for region, piece in layout:
+            for region, data, n_chars in pieces:
                 if region and train_tokens is None:
                     train_tokens = length
-                data = doc if piece is None else _as_bytes(encode(piece))
-                if piece is not None:
-                    chars[region] += len(piece)
+                chars[region] += n_chars
+                if unk is not None:
+                    unknown[region] += _count(data, unk, dtype)
                 f.write(data)
                 crc = zlib.crc32(data, crc)
                 length += len(data) // dtype.itemsize
@@ -433,11 +448,135 @@ def _write(layout: _Layout, tokenizer: Tokenizer, directory: Path, key: str) -> 
     header = {
         "format": FORMAT, "key": key, "dtype": dtype.name, "length": length,
         "train_tokens": length if train_tokens is None else train_tokens,
-        "train_chars": chars[0], "val_chars": chars[1], "crc32": crc,
+        "train_chars": chars[0], "val_chars": chars[1], "unknown": unknown, "crc32": crc,
         "tokenizer": tokenizer.get_config(),
     }
     _write_json(directory / f"{key}.json", header)
     return header
+
+
+def _count(data: bytes, value: int, dtype) -> int:
+    """How many ids in ``data`` (of ``dtype``) equal ``value``."""
+    if dtype == np.uint8:
+        return data.count(value)
+    return int(np.count_nonzero(np.frombuffer(data, dtype=dtype) == value))
+
+
+# ----------------------------------------------------------------------------- words
+
+
+def _write_words(layout: _Layout, tokenizer, config, multi_doc: bool, directory: Path, key: str):
+    """The word tokenizer's passes (see the module docstring): ``(tokenizer, header)``."""
+    rules = tokenizer.rules if tokenizer is not None else WordRules(
+        config.lowercase, config.split_punctuation, config.numbers_token)
+    try:
+        # Unnamed: nothing is left behind, whatever happens.
+        with tempfile.TemporaryFile(dir=directory) as raw_file:
+            raws, regions = _raw_pass(layout, raw_file, count=tokenizer is None)
+            if tokenizer is None:
+                tokenizer = WordTokenizer.from_counts(
+                    _word_counts(raws, rules), config.max_vocab, documents=multi_doc, min_count=config.min_count,
+                    lowercase=rules.lowercase, split_punctuation=rules.split_punctuation,
+                    numbers_token=rules.numbers_token)
+            table = _WordTable(tokenizer, raws.strings)
+            return tokenizer, _write(_mapped_words(raw_file, table, regions), tokenizer, directory, key)
+    except OSError as error:
+        raise CharlmError(f"cannot write a temporary file in {directory}: {error.strerror or error}; "
+                          "pass --cache-dir with a writable directory that has space") from None
+
+
+def _raw_pass(layout: _Layout, raw_file, count: bool):
+    """Number every raw token of ``layout`` into ``raw_file`` (uint32); count the training
+    region's. Returns the :class:`RawIndex` (with ``counts``, an array by raw id, when
+    ``count``) and, per region, (raw tokens, characters)."""
+    raws = RawIndex()
+    counts, pending, buffered = np.zeros(0, np.int64), [], 0
+    regions = [[0, 0], [0, 0]]
+    doc = np.zeros(1, _RAW)  # DOC_RAW's id
+    for region, piece in layout:
+        if piece is None:
+            ids = doc
+        else:
+            # array.array takes the ids from the iterator faster than np.fromiter does.
+            ids = np.frombuffer(array.array("I", map(raws.__getitem__, raw_tokens(_str(piece)))), _RAW)
+            regions[region][1] += len(piece)
+        if count and region == 0:
+            pending.append(ids)
+            buffered += len(ids)
+            if buffered >= _RAW_IDS:  # bincount in large batches: a TFDS example is a piece
+                counts, pending, buffered = _add_counts(counts, pending, len(raws.strings)), [], 0
+        raw_file.write(ids.data)
+        regions[region][0] += len(ids)
+    raws.counts = _add_counts(counts, pending, len(raws.strings))
+    return raws, regions
+
+
+def _add_counts(counts: np.ndarray, pending: list, size: int) -> np.ndarray:
+    """``counts`` (by raw id) grown to ``size`` plus the occurrences in the ``pending`` id arrays."""
+    grown = np.zeros(size, np.int64)
+    grown[: len(counts)] = counts
+    if pending:
+        grown += np.bincount(np.concatenate(pending), minlength=size)
+    return grown
+
+
+def _word_counts(raws: RawIndex, rules: WordRules) -> dict:
+    """Word -> occurrences in the training region, from the raw tokens' counts."""
+    strings, counts = raws.strings, raws.counts
+    seen = np.flatnonzero(counts)
+    seen = seen[seen != 0].tolist()  # raw id 0: the document boundary
+    if rules.plain:
+        return dict(zip([strings[r] for r in seen], counts[seen].tolist()))
+    words = collections.Counter()
+    for r, n in zip(seen, counts[seen].tolist()):
+        for word in rules.words(strings[r]):
+            words[word] += n
+    return words
+
+
+class _WordTable:
+    """Raw token id -> word ids of ``tokenizer`` (a raw token may be several words), for
+    whole arrays of raw ids at once."""
+
+    def __init__(self, tokenizer: WordTokenizer, raws: list):
+        dtype = token_dtype(tokenizer.vocab_size)
+        index = tokenizer.index
+        # Between documents: <doc>, or a line break for a tokenizer without it.
+        ids = [(index.get(DOC, index[EOL]),), *map(tokenizer.word_ids, raws[1:])]
+        assert raws[0] == DOC_RAW
+        self.lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+        self.flat = np.fromiter(itertools.chain.from_iterable(ids), dtype)
+        self.single = bool((self.lengths == 1).all())
+        self.starts = np.cumsum(self.lengths) - self.lengths
+        self.first = self.flat[self.starts]
+
+    def __call__(self, raw_ids: np.ndarray) -> np.ndarray:
+        first = self.first[raw_ids]
+        if self.single:
+            return first
+        lengths = self.lengths[raw_ids]
+        out = np.repeat(first, lengths)  # each raw token's first word, repeated to its length
+        multi = np.flatnonzero(lengths > 1)  # the few raw tokens of several words
+        if len(multi):
+            # Word j >= 1 of raw token k goes to out[begin_k + j] and is flat[starts[raw k] + j].
+            more = lengths[multi] - 1
+            begin = (np.cumsum(lengths) - lengths)[multi]
+            j = np.arange(more.sum()) - np.repeat(np.cumsum(more) - more, more) + 1
+            out[np.repeat(begin, more) + j] = self.flat[np.repeat(self.starts[raw_ids[multi]], more) + j]
+        return out
+
+
+def _mapped_words(raw_file, table: _WordTable, regions):
+    """The pieces for :func:`_write`: ``raw_file``'s ids mapped through ``table``, a chunk
+    at a time; each region opens with an empty piece that carries its characters."""
+    raw_file.seek(0)
+    for region, (tokens, chars) in enumerate(regions):
+        yield region, b"", chars
+        while tokens:
+            n = min(tokens, _RAW_IDS)
+            raw_ids = np.fromfile(raw_file, dtype=_RAW, count=n)
+            tokens -= n
+            yield region, table(raw_ids).tobytes(), 0
 
 
 def _write_json(path: Path, value: dict):
@@ -485,7 +624,8 @@ def _load(directory: Path, key: str, log) -> TokenFile | None:
     header = json.loads(header_path.read_text(encoding="utf-8"))
     tokenizer = tokenizer_from_config(header["tokenizer"])
     log(f"charlm: using the cached token file {path} ({header['length']:,} tokens)")
-    return TokenFile(_map(path, header), tokenizer, header["train_tokens"], header["val_chars"], path, True)
+    return TokenFile(_map(path, header), tokenizer, header["train_tokens"], header["val_chars"], path, True,
+                     tuple(header["unknown"]))
 
 
 def check_token_file(path: Path, header_path: Path) -> str | None:

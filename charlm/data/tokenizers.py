@@ -5,8 +5,10 @@ Three kinds, all mapping text to integer ids (numpy ``int32`` arrays) and back:
 - ``char``: Unicode code points, case kept, optional NFC/NFKC normalization,
   with a reserved unknown symbol for code points the training split never had.
 - ``byte``: UTF-8 bytes; a fixed vocabulary of 256 bytes, so nothing is unknown.
-- ``word``: whitespace-separated tokens, the ``max_vocab`` most frequent kept,
-  ``<unk>`` for the rest, and ``<eol>`` standing for each line break.
+- ``word``: words (whitespace-separated, optionally lower-cased, punctuation split off
+  and numbers mapped to one token: :mod:`charlm.data.words`), the ``max_vocab`` most
+  frequent kept (or those seen ``min_count`` times), ``<unk>`` for the rest, and ``<eol>``
+  standing for each line break.
 
 Every vocabulary begins with the special symbols (``<pad>`` first, id 0), so a
 sampler can exclude them by id. A vocabulary is only ever built from the
@@ -18,10 +20,12 @@ get re-mapped between training, sampling and fine-tuning.
 from __future__ import annotations
 
 import collections
+import itertools
 import unicodedata
 
 import numpy as np
 
+from charlm.data.words import WordRules, raw_tokens
 from charlm.errors import CharlmError
 
 PAD = "<pad>"
@@ -166,43 +170,58 @@ class ByteTokenizer(Tokenizer):
 
 
 class WordTokenizer(Tokenizer):
-    """Whitespace-separated words; each line break becomes ``<eol>``.
+    """Words as :mod:`charlm.data.words` cuts them (whitespace, then the optional
+    ``lowercase``, ``split_punctuation`` and ``numbers_token`` rules); each line break
+    becomes ``<eol>``.
 
-    Text round-trips up to whitespace: words are re-joined with single spaces.
+    Text round-trips up to those rules: words are re-joined with single spaces, and the
+    joined text encodes to the same ids.
     """
 
     kind = "word"
     specials = (PAD, UNK, EOL)
 
+    def __init__(self, vocabulary, lowercase: bool = False, split_punctuation: bool = False,
+                 numbers_token: str | None = None):
+        super().__init__(vocabulary)
+        self.rules = WordRules(bool(lowercase), bool(split_punctuation), numbers_token or None)
+        self._ids = _RawIds(self)
+
     @classmethod
-    def from_counts(cls, counts, max_vocab: int | None = None, documents: bool = False) -> WordTokenizer:
+    def from_counts(cls, counts, max_vocab: int | None = None, documents: bool = False,
+                    min_count: int | None = None, **rules) -> WordTokenizer:
         """The special symbols (``<doc>`` too for a corpus of several ``documents``), then the
-        most frequent words of ``counts`` (word -> count; ties in alphabetical order), at most
-        ``max_vocab`` symbols in all."""
+        words of ``counts`` (word -> count) seen at least ``min_count`` times, most frequent
+        first (ties in alphabetical order), at most ``max_vocab`` symbols in all. ``rules``:
+        the :class:`charlm.data.words.WordRules` options."""
         specials = [*cls.specials, *([DOC] if documents else [])]
-        words = sorted((w for w in counts if w not in (*cls.specials, DOC)), key=lambda w: (-counts[w], w))
+        words = sorted((w for w, n in counts.items() if w not in (*cls.specials, DOC) and n >= (min_count or 1)),
+                       key=lambda w: (-counts[w], w))
         if max_vocab is not None:
             words = words[: max(0, max_vocab - len(specials))]
-        return cls([*specials, *words])
+        return cls([*specials, *words], **rules)
 
     @classmethod
-    def build(cls, text: str, max_vocab: int | None = None) -> WordTokenizer:
-        """The ``max_vocab`` most frequent words of ``text``."""
-        return cls.from_counts(collections.Counter(text.split()), max_vocab)
+    def build(cls, text: str, max_vocab: int | None = None, min_count: int | None = None,
+              **rules) -> WordTokenizer:
+        """The ``max_vocab`` most frequent words of ``text`` (seen ``min_count`` times or more)."""
+        counts = collections.Counter(WordRules(**rules).split(text))
+        return cls.from_counts(counts, max_vocab, min_count=min_count, **rules)
 
     def split(self, text: str) -> list[str]:
-        """The token strings of ``text``, ``<eol>`` for each newline."""
-        tokens = []
-        lines = text.split("\n")
-        for number, line in enumerate(lines):
-            tokens.extend(line.split())
-            if number < len(lines) - 1:
-                tokens.append(EOL)
-        return tokens
+        """The words of ``text``, ``<eol>`` for each line break."""
+        return self.rules.split(text)
+
+    def word_ids(self, raw: str) -> tuple[int, ...]:
+        """The ids of the words of one raw token (see :mod:`charlm.data.words`)."""
+        index, unk = self.index, self.unk_id
+        return tuple(index.get(word, unk) for word in self.rules.words(raw))
 
     def encode(self, text: str) -> np.ndarray:
-        unk = self.unk_id
-        return np.array([self.index.get(w, unk) for w in self.split(text)], dtype=np.int32)
+        raws = raw_tokens(text)
+        if not raws:
+            return np.zeros(0, np.int32)
+        return np.fromiter(itertools.chain.from_iterable(map(self._ids.__getitem__, raws)), np.int32)
 
     def decode(self, ids) -> str:
         out = []
@@ -218,15 +237,38 @@ class WordTokenizer(Tokenizer):
                 out.append(word)
         return "".join(out)
 
+    def get_config(self) -> dict:
+        return {**super().get_config(), "lowercase": self.rules.lowercase,
+                "split_punctuation": self.rules.split_punctuation, "numbers_token": self.rules.numbers_token}
 
-def build_tokenizer(kind: str, text: str, normalization=None, max_vocab=None) -> Tokenizer:
-    """A new tokenizer of ``kind`` whose vocabulary comes from ``text`` (the training split)."""
+
+class _RawIds(dict):
+    """Raw token -> its word ids, worked out on first sight; emptied when it grows past
+    :data:`_CACHED_RAW` entries, so that reading a large text keeps memory bounded."""
+
+    def __init__(self, tokenizer: WordTokenizer):
+        super().__init__()
+        self.tokenizer = tokenizer
+
+    def __missing__(self, raw: str) -> tuple[int, ...]:
+        if len(self) >= _CACHED_RAW:
+            self.clear()
+        value = self[raw] = self.tokenizer.word_ids(raw)
+        return value
+
+
+_CACHED_RAW = 1 << 20
+
+
+def build_tokenizer(kind: str, text: str, normalization=None, max_vocab=None, min_count=None, **rules) -> Tokenizer:
+    """A new tokenizer of ``kind`` whose vocabulary comes from ``text`` (the training split);
+    ``max_vocab``, ``min_count`` and ``rules`` (:class:`charlm.data.words.WordRules`) are for words."""
     if kind == "char":
         return CharTokenizer.build(text, normalization)
     if kind == "byte":
         return ByteTokenizer.build(text)
     if kind == "word":
-        return WordTokenizer.build(text, max_vocab)
+        return WordTokenizer.build(text, max_vocab, min_count, **rules)
     raise CharlmError(f"unknown tokenizer {kind!r}; choose one of {', '.join(KINDS)}")
 
 
@@ -238,7 +280,9 @@ def tokenizer_from_config(config: dict) -> Tokenizer:
     if kind == "byte":
         return ByteTokenizer(config["vocabulary"])
     if kind == "word":
-        return WordTokenizer(config["vocabulary"])
+        # Files written before the word options existed read with them off.
+        return WordTokenizer(config["vocabulary"], config.get("lowercase", False),
+                             config.get("split_punctuation", False), config.get("numbers_token"))
     raise CharlmError(f"unknown tokenizer kind {kind!r} in the model file")
 
 
