@@ -14,6 +14,17 @@ what was scored before it.
 - A sentence pair compares log p(sentence + line break | context) of the two.
 
 The form with the higher log-probability wins; a tie counts as wrong.
+
+Every text goes through the model's tokenizer, so a word model reads prefixes, forms and
+sentences with the rules it was trained with (lower case, punctuation split off, numbers
+mapped: :mod:`charlm.data.words`): BLiMP's "The keys are old." is read as "the keys are
+old ." by a model trained that way.
+
+An item whose forms (the words, or characters, where its two versions differ) the
+vocabulary lacks is skipped, never scored as ``<unk>`` against ``<unk>``, as Linzen's and
+Gulordava's code skip items whose verb forms are not in the vocabulary; the skips are
+counted per condition. A scored item whose other words (prefix, the rest of the sentence)
+hold unknown symbols is scored with ``<unk>`` there, and counted (``unknown_context``).
 """
 
 from __future__ import annotations
@@ -24,11 +35,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from charlm.agreement.formats import Item, Skip, describe_skips, load
-from charlm.agreement.stats import summarize
+from charlm.agreement.stats import UNKNOWN, summarize
 from charlm.errors import CharlmError
 from charlm.evaluate import START_CONTEXT, TokenScorer, start_ids
 
 MAX_ROWS = 256  # sequences per forward pass, at most
+# The skip reasons of items whose forms the vocabulary lacks.
+FORM_WORD_UNKNOWN = "a form has a word outside the model's vocabulary"
+FORM_CHAR_UNKNOWN = "a form has a character outside the model's vocabulary"
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,7 @@ class Scored:
     item: Item
     logp_correct: float
     logp_wrong: float
+    unknown_context: bool = False  # the words around the forms hold a symbol outside the vocabulary
 
     @property
     def ok(self) -> bool:
@@ -61,15 +76,17 @@ class ItemScorer:
         """``(scored, skips)``: a :class:`Scored` for each item the tokenizer can
         represent, a :class:`charlm.agreement.formats.Skip` for each other."""
         sequences, kept, skips = [], [], []
+        unk = self.tokenizer.unk_id
         for item in items:
             pair, reason = self.encode(item)
             if reason:
-                skips.append(Skip(item.source, reason, 1, item.line))
+                skips.append(Skip(item.source, reason, 1, item.line, item.condition))
                 continue
-            kept.append(item)
+            # The forms are known (checked in encode), so any unknown id is another word's.
+            kept.append((item, unk is not None and bool(np.any(pair[0][0] == unk))))
             sequences.extend(pair)
         logps = self.sequence_logprobs(sequences)
-        scored = [Scored(item, logps[2 * k], logps[2 * k + 1]) for k, item in enumerate(kept)]
+        scored = [Scored(item, logps[2 * k], logps[2 * k + 1], unknown) for k, (item, unknown) in enumerate(kept)]
         return scored, skips
 
     def encode(self, item: Item) -> tuple[list, str | None]:
@@ -94,8 +111,7 @@ class ItemScorer:
         # Checked on the symbols themselves: two different unknown words would both
         # become <unk> and look identical.
         if self.tokenizer.unk_id is not None and any(self._unknown(x) for side in changed for x in side):
-            what = "word" if word else "character"
-            return [], f"a form has a {what} outside the model's vocabulary"
+            return [], FORM_WORD_UNKNOWN if word else FORM_CHAR_UNKNOWN
         if np.array_equal(versions[0][0], versions[1][0]):
             return [], "the two forms are the same after tokenization"
         return [(ids.astype(np.int32), start) for ids, start in versions], None
@@ -157,6 +173,25 @@ def _differing(a: list, b: list) -> tuple[list, list]:
     return a[start : len(a) - end], b[start : len(b) - end]
 
 
+def vocabulary_counts(scored, skips) -> dict:
+    """``skipped_by_condition`` (condition -> skip reason -> items; items of unknown
+    condition under ``"unknown"``) for the items skipped one by one, and
+    ``unknown_context``: how many scored items, in all and by condition, read an unknown
+    symbol outside their forms."""
+    by_condition: dict = {}
+    for skip in skips:
+        if skip.count and skip.line is not None:  # one item's skip (not a whole file's)
+            reasons = by_condition.setdefault(skip.condition or UNKNOWN, {})
+            reasons[skip.reason] = reasons.get(skip.reason, 0) + skip.count
+    unknown: dict = {}
+    for s in scored:
+        if s.unknown_context:
+            key = s.item.condition or UNKNOWN
+            unknown[key] = unknown.get(key, 0) + 1
+    return {"skipped_by_condition": by_condition,
+            "unknown_context": {"items": sum(unknown.values()), "by_condition": unknown}}
+
+
 @dataclass
 class AgreementResult:
     """``summary``: the JSON-ready figures (see :func:`charlm.agreement.stats.summarize`);
@@ -186,5 +221,6 @@ def run_agreement(lm, paths=(), fmt: str = "auto", method: str = "sentence", sco
     summary = summarize([(s.item, s.ok) for s in scored], skips)
     if summary["n"] == 0 and not allow_empty:
         raise CharlmError(f"no agreement item could be scored: {describe_skips(skips) or 'no items found'}")
+    summary.update(vocabulary_counts(scored, skips))
     summary.update(files=loaded.files, method=method, seconds=time.perf_counter() - started)
     return AgreementResult(summary, scored, skips)

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Skip:
-    """``count`` items of ``source`` that could not be scored, and why."""
+    """``count`` items of ``source`` that could not be scored, and why (with the items'
+    ``condition`` where the skip is of one item whose condition is known)."""
 
     source: str
     reason: str
     count: int = 1
     line: int | None = None
+    condition: str | None = None
 
 
 def describe_skips(skips) -> str:
