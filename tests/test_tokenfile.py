@@ -246,3 +246,24 @@ def test_a_given_word_tokenizer_keeps_its_options_and_vocabulary(tmp_path):
     ids = np.fromfile(data.token_file, dtype=token_dtype(given.vocab_size))
     assert np.array_equal(ids, given.encode(text))  # "The Cats sat," read as "the cats sat ,"
     assert data.train_unknown == int(np.sum(ids[: data.train_tokens] == given.unk_id)) > 0
+
+
+@pytest.mark.slow
+def test_bench_data_reports_the_word_figures_beside_the_char_one(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    text = tmp_path / "text.txt"
+    text.write_text("The keys to the cabinet are on the table, 3,000 of them.\n" * 2000, encoding="utf-8")
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "bench_data.py"), "--words-only", "--word-sizes",
+                             "0.2,0.4", "--word-corpus", str(text), "--json"], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in ("word_tokenize_mb_per_s", "word_tokenize_mb_per_s_options", "char_tokenize_mb_per_s_wikitext",
+                "word_tokenize_mb_per_cpu_s", "word_rss_ratio"):
+        assert report[key] > 0, key
+    # <pad> <unk> <eol>, then The keys to the cabinet are on table, 3,000 of them.; or with the
+    # options the keys to cabinet are on table , <num> of them .
+    assert report["word_vocab_size"] == {"word": 3 + 11, "word_options": 3 + 12}
