@@ -93,13 +93,15 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Embedding(E) -> ``layers`` x cell(H) -> Dense(vocab) logits."""
+    """Embedding(E) -> ``layers`` x cell(H) -> Dense(vocab) logits. ``tie_weights``: the output
+    matrix is the embedding's transpose (after a linear H -> E projection where H != E)."""
 
     cell: str = "lstm"
     layers: int = 2
     hidden: int = 256
     embedding: int = 64
     dropout: float = 0.0
+    tie_weights: bool = False
 
     def __post_init__(self):
         _one_of("cell", self.cell, CELLS)

@@ -47,6 +47,7 @@ import numpy as np
 from charlm.config import SampleConfig
 from charlm.errors import CharlmError
 from charlm.nn.kernels import cell_step
+from charlm.nn.model import output_weights
 from charlm.runtime import import_keras
 
 import_keras()
@@ -406,8 +407,8 @@ def _read_weights(lm):
         if b_rec is not None:
             weights["b_rec"] = b_rec
         layers.append({k: np.asarray(v, np.float32) for k, v in weights.items()})
-    dense = model.get_layer("logits")
-    return layers, _numpy(dense.kernel), _numpy(dense.bias)
+    kernel, bias = output_weights(model)  # (H, V), (V,)
+    return layers, _numpy(kernel), _numpy(bias)
 
 
 def _in_order(layers, dense_w, dense_b) -> list:

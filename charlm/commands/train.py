@@ -48,6 +48,9 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.option("--embedding", type=int, default=_M.embedding, show_default=True, help="Embedding size.")
 @click.option("--dropout", type=float, default=_M.dropout, show_default=True,
               help="Dropout on the embedding, between layers and before the output.")
+@click.option("--tie-weights", is_flag=True,
+              help="The output matrix is the embedding's transpose (Press & Wolf 2017; Inan et al. 2017); "
+                   "where --hidden differs from --embedding, a linear projection H->E comes first.")
 @click.option("--batch-size", type=int, default=_T.batch_size, show_default=True,
               help="B: parallel streams the text is cut into.")
 @click.option("--bptt", type=int, default=_T.bptt, show_default=True,

@@ -18,7 +18,7 @@ from charlm.data.tokenizers import EOL, normalize
 from charlm.errors import CharlmError
 from charlm.evaluate import start_ids, token_label
 from charlm.nn.kernels import TRACED, rnn_trace
-from charlm.nn.model import recurrent_layers
+from charlm.nn.model import output_logits, recurrent_layers
 from charlm.runtime import import_keras
 
 import_keras()
@@ -177,7 +177,7 @@ def _tracer(lm, names, layers, top_k):
     final states)``, with NumPy arrays but for the states."""
     model, config = lm.model, lm.config
     embedding = model.get_layer("embedding").embeddings
-    rnns, dense = recurrent_layers(model), model.get_layer("logits")
+    rnns, output = recurrent_layers(model), output_logits(model)
     k = config.states_per_layer
 
     @tf.function(reduce_retracing=True)
@@ -192,7 +192,7 @@ def _tracer(lm, names, layers, top_k):
             x = values["h"]
             per_layer.append({name: values[name] for name in names} if i in layers else {})
             final.extend(layer_final)
-        logits = tf.cast(dense(x), tf.float32)  # (1, T, V)
+        logits = tf.cast(output(x), tf.float32)  # (1, T, V)
         logp = -tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
         probs, top = tf.math.top_k(tf.nn.softmax(logits), k=top_k)  # (1, T, k) each
         return per_layer, logp, top, probs, final

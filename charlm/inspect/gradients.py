@@ -36,7 +36,7 @@ import numpy as np
 from charlm.errors import CharlmError
 from charlm.evaluate import start_ids
 from charlm.nn.kernels import cell_step, rnn_inference
-from charlm.nn.model import recurrent_layers
+from charlm.nn.model import output_weights, recurrent_layers
 from charlm.runtime import import_keras
 
 import_keras()
@@ -238,8 +238,8 @@ def _weights(lm) -> dict:
         layer["u"] = tf.cast(rnn.cell.recurrent_kernel, tf.float32)
         layer["b_rec"] = b_rec
         layers.append(layer)
-    dense = model.get_layer("logits")
-    return {"layers": layers, "dense_w": tf.cast(dense.kernel, tf.float32), "dense_b": tf.cast(dense.bias, tf.float32)}
+    kernel, bias = output_weights(model)  # (H, V), (V,)
+    return {"layers": layers, "dense_w": kernel, "dense_b": bias}
 
 
 def _backward(cell, weights, tokens, targets, states, pad):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from charlm.config import ModelConfig
 from charlm.nn.kernels import rnn_inference, rnn_sequence
-from charlm.nn.model import recurrent_layers
+from charlm.nn.model import hidden_model, output_logits, recurrent_layers
 from charlm.runtime import import_keras
 
 import_keras()
@@ -64,18 +64,22 @@ def make_forward(model, config: ModelConfig, charlm_kernels: bool = True, differ
     masks: for a model with dropout in training, :func:`dropout_masks` of the
     window (charlm's kernels only); without them the Dropout layers draw their own.
     """
+    output = output_logits(model)
     if not charlm_kernels:
+        # The Keras layers up to the top layer's output (cuDNN on a GPU), then the output layer as
+        # charlm computes it: for a tied model, without the Keras graph's detour for its bias.
+        hidden = hidden_model(model)
+
         def keras_forward(tokens, states, training, masks=None):
             if masks is not None:
                 raise ValueError("dropout masks are applied by the forward pass on charlm's kernels only")
-            logits, *new_states = model([tokens, *states], training=training)
-            return logits, list(new_states)
+            x, *new_states = hidden([tokens, *states], training=training)
+            return output(x), list(new_states)
 
         return keras_forward
 
     embedding = model.get_layer("embedding")
     layers = recurrent_layers(model)
-    dense = model.get_layer("logits")
     k = config.states_per_layer
     run_layer = rnn_sequence if differentiable else rnn_inference
     dropouts = _dropout_layers(model, config)
@@ -106,7 +110,7 @@ def make_forward(model, config: ModelConfig, charlm_kernels: bool = True, differ
             new_states.extend(final)
         if dropouts:
             x = drop(len(layers), x, training, masks)
-        return dense(x), new_states  # (B, T, V)
+        return output(x), new_states  # (B, T, V)
 
     return kernels_forward
 

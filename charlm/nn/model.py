@@ -7,6 +7,17 @@ Its recurrent state is explicit rather than hidden in ``stateful=True`` layers:
     inputs:  tokens (B, T) int32, then each layer's state tensors, (B, H) each
     outputs: logits (B, T, V) float32, then each layer's final states, (B, H) each
 
+With ``tie_weights`` the output matrix is the embedding itself, transposed (Press & Wolf 2017;
+Inan et al. 2017): the embedding is a ``keras.layers.ReversibleEmbedding`` (Keras' own layer,
+called a second time with ``reverse=True`` for the logits, so the two uses read one variable),
+preceded by a linear projection H -> E (``projection``, no bias) where the top layer's width H
+differs from the embedding's E. Keras has no layer that is a bias alone, so the output bias is
+the (1, V) kernel of a Dense layer (``output_bias``) applied to a constant 1 (``output_one``, a
+Dense layer with zero kernel and unit bias, not trained); an Add layer named ``logits`` sums the
+two. The file therefore still loads with plain ``keras.saving.load_model`` in safe mode. charlm's
+own code never runs that detour: it reads the weights through :func:`output_logits` and
+:func:`output_weights`, which compute ``x·Eᵀ + b`` directly.
+
 LSTM layers carry two states (h, c), GRU and SimpleRNN one (h). Whoever calls
 the model keeps the states: the training steps carry them from one window to the
 next (truncated BPTT), the sampler through its generation loop. Explicit states
@@ -39,7 +50,12 @@ def build_model(config: ModelConfig, vocab_size: int, on_gpu: bool = False) -> k
         for layer in range(config.layers)
         for k in range(config.states_per_layer)
     ]
-    x = keras.layers.Embedding(vocab_size, config.embedding, name="embedding")(tokens)
+    if config.tie_weights:
+        embedding = keras.layers.ReversibleEmbedding(vocab_size, config.embedding, tie_weights=True,
+                                                     reverse_dtype="float32", name="embedding")
+    else:
+        embedding = keras.layers.Embedding(vocab_size, config.embedding, name="embedding")
+    x = embedding(tokens)
     final_states = []
     for layer in range(config.layers):
         if config.dropout:
@@ -54,8 +70,75 @@ def build_model(config: ModelConfig, vocab_size: int, on_gpu: bool = False) -> k
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, name="dropout_out")(x)
     # float32 logits even under a mixed-precision policy: softmax and loss need the range.
-    logits = keras.layers.Dense(vocab_size, name="logits", dtype="float32")(x)
+    if config.tie_weights:
+        logits = _tied_output(x, embedding, config, vocab_size)
+    else:
+        logits = keras.layers.Dense(vocab_size, name="logits", dtype="float32")(x)
     return keras.Model([tokens, *state_inputs], [logits, *final_states], name="charlm")
+
+
+def _tied_output(x, embedding, config: ModelConfig, vocab_size: int):
+    """logits (B, T, V) = [x·P]·Eᵀ + b from the top layer's output x (B, T, H), in Keras' own
+    layers (see the module docstring)."""
+    one = keras.layers.Dense(1, kernel_initializer="zeros", bias_initializer="ones", trainable=False,
+                             name="output_one", dtype="float32")(x)  # (B, T, 1), all ones
+    bias = keras.layers.Dense(vocab_size, use_bias=False, kernel_initializer="zeros", name="output_bias",
+                              dtype="float32")(one)  # (B, T, V): b in every row
+    if config.hidden != config.embedding:
+        x = keras.layers.Dense(config.embedding, use_bias=False, name="projection")(x)  # (B, T, E)
+    return keras.layers.Add(name="logits", dtype="float32")([embedding(x, reverse=True), bias])
+
+
+def is_tied(model: keras.Model) -> bool:
+    """Whether the model's output matrix is its embedding (see :func:`build_model`)."""
+    return isinstance(model.get_layer("embedding"), keras.layers.ReversibleEmbedding)
+
+
+def output_logits(model: keras.Model):
+    """The model's output layer as a function ``x (..., H) -> logits (..., V)`` float32 of the top
+    recurrent layer's output (after the output dropout), reading the model's own variables, so
+    that it can be differentiated and compiled: the Dense ``logits`` layer itself, or for a tied
+    model ``[x·P]·Eᵀ + b`` without the model's detour through a constant input."""
+    if not is_tied(model):
+        return model.get_layer("logits")
+    embeddings = model.get_layer("embedding").embeddings  # (V, E)
+    bias = model.get_layer("output_bias").kernel  # (1, V)
+    projection = _projection(model)
+
+    def tied_logits(x):
+        if projection is not None:
+            x = projection(x)
+        x = tf.cast(x, tf.float32)
+        rows = tf.reshape(x, [-1, x.shape[-1]])  # (N, E)
+        logits = tf.matmul(rows, tf.cast(embeddings, tf.float32), transpose_b=True) + bias[0]  # (N, V)
+        return tf.reshape(logits, tf.concat([tf.shape(x)[:-1], [embeddings.shape[0]]], axis=0))
+
+    return tied_logits
+
+
+def output_weights(model: keras.Model):
+    """The output layer as one affine map of the top layer's output: (kernel (H, V), bias (V,))
+    float32 tensors with logits = h·kernel + bias (for a tied model kernel = [P·]Eᵀ, computed)."""
+    if not is_tied(model):
+        dense = model.get_layer("logits")
+        return tf.cast(dense.kernel, tf.float32), tf.cast(dense.bias, tf.float32)
+    kernel = tf.transpose(tf.cast(model.get_layer("embedding").embeddings, tf.float32))  # (E, V)
+    projection = _projection(model)
+    if projection is not None:
+        kernel = tf.matmul(tf.cast(projection.kernel, tf.float32), kernel)  # (H, E)·(E, V)
+    return kernel, tf.cast(model.get_layer("output_bias").kernel[0], tf.float32)
+
+
+def _projection(model):
+    """A tied model's H -> E projection layer, or None where H == E."""
+    return next((layer for layer in model.layers if layer.name == "projection"), None)
+
+
+def hidden_model(model: keras.Model) -> keras.Model:
+    """The model without its output layer, on the same layers and weights: ``[tokens, *states]
+    -> [x (B, T, H), *states]``, x the top layer's output as :func:`output_logits` reads it."""
+    x = model.get_layer("output_one" if is_tied(model) else "logits").input
+    return keras.Model(model.inputs, [x, *model.outputs[1:]], name="charlm_hidden")
 
 
 def state_name(layer: int, k: int, config: ModelConfig) -> str:

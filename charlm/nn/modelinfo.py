@@ -75,7 +75,8 @@ def _layer_parameters(path: Path) -> list[dict]:
         raise CharlmError(f"{path} has no readable weights ({error})") from None
 
     def order(name):
-        rank = 0 if name.startswith("embedding") else 2 if name.startswith("dense") else 1
+        # Keras names the groups after the class: a tied model's embedding is a ReversibleEmbedding.
+        rank = 0 if name.startswith(("embedding", "reversible_embedding")) else 2 if name.startswith("dense") else 1
         suffix = re.search(r"_(\d+)$", name)
         return rank, int(suffix.group(1)) if suffix else 0
 
@@ -99,7 +100,7 @@ def format_description(d: dict) -> str:
         f"{d['path']}: charlm {m['layers']}x{m['hidden']} {m['cell'].upper()} language model, "
         f"{d['parameters']:,} parameters",
         f"  model:       embedding {m['embedding']}, {m['layers']} {m['cell']} layer(s) of {m['hidden']}, "
-        f"dropout {m['dropout']}",
+        f"dropout {m['dropout']}" + (", output tied to the embedding" if m.get("tie_weights") else ""),
     ]
     for layer in d["layers"]:
         shapes = ", ".join("x".join(map(str, s)) for s in layer["shapes"])

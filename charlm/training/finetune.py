@@ -98,6 +98,8 @@ def transfer_weights(source, target, unk_id: int | None):
             weights = [_grow(weights[0], layer.input_dim, unk_id, axis=0)]
         elif layer.name == "logits":  # kernel (H, V), bias (V,): one column per symbol
             weights = [_grow(weights[0], layer.units, unk_id, axis=1), _grow(weights[1], layer.units, unk_id, axis=0)]
+        elif layer.name == "output_bias":  # a tied model's output bias, kernel (1, V)
+            weights = [_grow(weights[0], layer.units, unk_id, axis=1)]
         layer.set_weights(weights)
 
 

@@ -195,8 +195,9 @@ class Run:
 
     def _announce(self, model, position):
         spec, data, config = self.spec, self.data, self.train_config
+        tied = "output tied to the embedding, " if self.model_config.tie_weights else ""
         self.log(
-            f"charlm: {self.model_config.layers}x{self.model_config.hidden} {self.model_config.cell}, "
+            f"charlm: {self.model_config.layers}x{self.model_config.hidden} {self.model_config.cell}, {tied}"
             f"{model.count_params():,} parameters, {data.tokenizer.kind} vocabulary of {data.tokenizer.vocab_size}; "
             f"{data.train_tokens:,} training and {data.val_tokens:,} validation tokens; "
             f"{len(data.train)} windows of {config.batch_size}x{config.bptt} per epoch"

@@ -45,7 +45,7 @@ RESUMABLE = frozenset({"epochs", "max_steps", "max_minutes", "lr", "lr_schedule"
                        "clipnorm", "clip_mode", "checkpoint_every", "keep",
                        "device", "strategy", "steps_per_execution"})
 # Settings fine-tuning takes from the model file; dropout has no weights, so it may change.
-FROM_MODEL = frozenset({"cell", "layers", "hidden", "embedding", "kind", "normalization", "max_vocab"})
+FROM_MODEL = frozenset({"cell", "layers", "hidden", "embedding", "tie_weights", "kind", "normalization", "max_vocab"})
 
 
 @dataclass(frozen=True)
