@@ -28,13 +28,16 @@ class CharlmGroup(click.Group):
     """Finds commands in :mod:`charlm.commands` and turns errors into one line each."""
 
     def list_commands(self, ctx):
-        return sorted(m.name.rstrip("_") for m in pkgutil.iter_modules(charlm.commands.__path__))
+        return sorted(self._modules())
 
     def get_command(self, ctx, name):
-        if name not in self.list_commands(ctx):
-            return None
-        module_name = f"charlm.commands.{name}"
-        return importlib.import_module(module_name).command
+        module = self._modules().get(name)
+        return None if module is None else importlib.import_module(f"charlm.commands.{module}").command
+
+    @staticmethod
+    def _modules() -> dict[str, str]:
+        """Command name -> its module's name (``import_`` for ``import``, a Python keyword)."""
+        return {m.name.rstrip("_"): m.name for m in pkgutil.iter_modules(charlm.commands.__path__)}
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         args = list(sys.argv[1:] if args is None else args)
