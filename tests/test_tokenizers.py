@@ -263,3 +263,57 @@ def test_word_rules_round_trip_and_each_word_stays_itself(text, rules):
     assert len(ids) == len(words) and tok.unk_id not in ids
     assert [tok.vocabulary[i] for i in ids] == words
     assert list(tok.encode(tok.decode(ids))) == list(ids)  # decoded text reads back the same
+
+
+# ---- the options through `charlm train` and the model file -------------------------------------
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--lowercase"], ["--lowercase applies to words", "--tokenizer word", "char tokenizer"]),
+    (["--tokenizer", "byte", "--split-punctuation"], ["--split-punctuation applies to words", "byte"]),
+    (["--numbers-token", "<num>"], ["--numbers-token applies to words"]),
+    (["--tokenizer", "word", "--max-vocab", "3"], ["--max-vocab must be between 5", "<pad>, <unk>, <eol>, <doc>"]),
+    (["--tokenizer", "word", "--max-vocab", "5000000000"], ["2,147,483,647", "int32"]),
+    (["--tokenizer", "word", "--min-count", "0"], ["--min-count must be at least 1, got 0"]),
+    (["--tokenizer", "word", "--lowercase", "--numbers-token", "NUM"], ["--numbers-token 'NUM' must stay one word"]),
+    (["--tokenizer", "word", "--numbers-token", "<eol>"], ["reserved symbol"]),
+])
+def test_bad_word_options_are_one_line_errors(tmp_path, args, fragments):
+    from tests.helpers import assert_one_line_error, invoke
+
+    result = invoke("train", "--out", tmp_path / "run", *args)
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_word_model_trains_with_its_options_stores_them_and_reads_every_text_with_them(tmp_path):
+    import charlm
+    from tests.helpers import invoke
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("The keys to the cabinet are old.\nThe key is 3 years old.\nThe keys aren't 42.\n" * 60,
+                      encoding="utf-8")
+    options = ["--tokenizer", "word", "--lowercase", "--split-punctuation", "--numbers-token", "<num>",
+               "--min-count", "2"]
+    tiny = ["--layers", "1", "--hidden", "8", "--embedding", "4", "--batch-size", "2", "--bptt", "8",
+            "--max-steps", "3", "--val-fraction", "0.1", "--json"]
+    result = invoke("train", corpus, "--out", tmp_path / "run", *options, *tiny)
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["oov_rate"] == {"train": 0.0, "validation": 0.0}
+    assert "0 training (0.00%) and 0 validation tokens (0.00%) are outside the vocabulary" in result.stderr
+    lm = charlm.load(summary["model_path"])
+    assert lm.tokenizer.rules == WordRules(True, True, "<num>")
+    assert {"the", ".", "<num>", "n't", "are"} <= set(lm.tokenizer.vocabulary)
+    assert not {"The", "old.", "42"} & set(lm.tokenizer.vocabulary)
+    assert lm.info["tokenizer"]["split_punctuation"] and lm.info["tokenizer"]["min_count"] == 2
+    assert lm.tokenizer.count_unknown("The Keys ARE 7.") == 0
+    # Fine-tuning keeps the model's rules, and refuses a flag that contradicts them.
+    again = invoke("train", corpus, "--out", tmp_path / "tuned", "--init-from", summary["model_path"],
+                   "--max-steps", "2", "--batch-size", "2", "--bptt", "8", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert charlm.load(json.loads(again.stdout.splitlines()[-1])["model_path"]).tokenizer.rules == lm.tokenizer.rules
+    refused = invoke("train", corpus, "--out", tmp_path / "t2", "--init-from", summary["model_path"],
+                     "--tokenizer", "word", "--lowercase", "--split-punctuation", "--numbers-token", "NUM")
+    assert refused.exit_code == 1 and "--numbers-token NUM conflicts with" in refused.stderr

@@ -127,8 +127,8 @@ def _fine_tuning_tokenizer(spec, tokenizer, data_config, log):
     --extend-vocab; and (unknown symbols, added symbols) for the report."""
     if tokenizer.unk_id is None:
         return tokenizer, ((), ())
-    # The new corpus with a vocabulary of its own (all of it: no --max-vocab cut), to find its symbols.
-    own = dataclasses.replace(spec.tokenizer, max_vocab=None)
+    # The new corpus with a vocabulary of its own (all of it: no --max-vocab or --min-count cut), to find its symbols.
+    own = dataclasses.replace(spec.tokenizer, max_vocab=None, min_count=None)
     fresh = prepare(spec.paths, own, spec.train, data_config=data_config, run_dir=spec.out_dir, log=log)
     tokenizer, symbols, added = adapt_tokenizer(tokenizer, fresh, spec.extend_vocab)
     return tokenizer, (symbols, added)
@@ -202,6 +202,10 @@ class Run:
             f"{data.train_tokens:,} training and {data.val_tokens:,} validation tokens; "
             f"{len(data.train)} windows of {config.batch_size}x{config.bptt} per epoch"
         )
+        if data.tokenizer.kind == "word" or data.val_unknown:
+            train_oov, val_oov = data.oov_rates()
+            self.log(f"charlm: {data.train_unknown:,} training ({100 * train_oov:.2f}%) and {data.val_unknown:,} "
+                     f"validation tokens ({100 * val_oov:.2f}%) are outside the vocabulary (<unk>)")
         if spec.resumed:
             where = (f"checkpoint {spec.resume_from.name}: step {position.step}, epoch {position.epoch}, "
                      f"window {position.cursor} of {len(data.train)}") if spec.resume_from else \
@@ -255,6 +259,7 @@ class Run:
             "seconds": time.perf_counter() - started,
             "stopped_by_time": stopped_by_time,
             "vocab_size": data.tokenizer.vocab_size,
+            "oov_rate": dict(zip(("train", "validation"), data.oov_rates())),
             "checkpoint": str(self._last_checkpoint) if self._last_checkpoint else None,
         }
         if self.vocabulary_report is not None:

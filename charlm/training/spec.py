@@ -45,7 +45,8 @@ RESUMABLE = frozenset({"epochs", "max_steps", "max_minutes", "lr", "lr_schedule"
                        "clipnorm", "clip_mode", "checkpoint_every", "keep",
                        "device", "strategy", "steps_per_execution"})
 # Settings fine-tuning takes from the model file; dropout has no weights, so it may change.
-FROM_MODEL = frozenset({"cell", "layers", "hidden", "embedding", "tie_weights", "kind", "normalization", "max_vocab"})
+FROM_MODEL = frozenset({"cell", "layers", "hidden", "embedding", "tie_weights", "kind", "normalization", "max_vocab",
+                        "min_count", "lowercase", "split_punctuation", "numbers_token"})
 
 
 @dataclass(frozen=True)
@@ -171,8 +172,13 @@ def _from_model(path, groups: dict[type, dict]) -> dict[type, dict]:
     record = read_record(path)
     try:
         model = to_dict(from_dict(ModelConfig, record["model"]))
-        tokenizer = {"kind": record["tokenizer"]["kind"], "normalization": record["tokenizer"].get("normalization"),
-                     "max_vocab": ((record.get("info") or {}).get("tokenizer") or {}).get("max_vocab")}
+        stored, trained = record["tokenizer"], ((record.get("info") or {}).get("tokenizer") or {})
+        tokenizer = {"kind": stored["kind"], "normalization": stored.get("normalization"),
+                     "max_vocab": trained.get("max_vocab"), "min_count": trained.get("min_count"),
+                     # The word rules the model reads text with (files older than them: off).
+                     "lowercase": stored.get("lowercase", False),
+                     "split_punctuation": stored.get("split_punctuation", False),
+                     "numbers_token": stored.get("numbers_token")}
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CharlmError(f"{path} has a damaged charlm.json ({error})") from None
     for cls, saved in ((ModelConfig, model), (TokenizerConfig, tokenizer)):
