@@ -56,6 +56,13 @@ def export_saved_model(lm, directory, force: bool = False, max_length: int = DEF
     check_target(directory, force)
     if max_length < 1:
         raise CharlmError(f"--max-length must be at least 1, got {max_length}")
+    rules = getattr(lm.tokenizer, "rules", None)
+    if rules is not None and not rules.plain:
+        # The SavedModel's tokenizer only cuts prompts at whitespace; reading them otherwise
+        # than the model was trained to would change every prompt without saying so.
+        raise CharlmError("the exported model cuts prompts at whitespace only, and this word model reads text "
+                          "lower-cased, with punctuation split off or numbers mapped; export a model trained "
+                          "without --lowercase, --split-punctuation and --numbers-token")
     module = build_generator(lm, max_length)
     with atomic_directory(directory) as tmp:
         signature = module.serve.get_concrete_function()

@@ -154,3 +154,15 @@ def test_export_of_a_non_model(tmp_path):
     bad.write_text("not a model")
     assert_one_line_error(invoke("export", bad, "--saved-model", tmp_path / "out"), "notes.keras")
     assert not (tmp_path / "out").exists()
+
+
+def test_refuses_a_word_model_with_word_rules(tmp_path):
+    from charlm.data.tokenizers import WordTokenizer
+    from charlm.errors import CharlmError
+    from charlm.export import export_saved_model
+
+    lm = untrained("word")
+    lm.tokenizer = WordTokenizer(lm.tokenizer.vocabulary, lowercase=True)
+    with pytest.raises(CharlmError, match="cuts prompts at whitespace only.*--lowercase"):
+        export_saved_model(lm, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
