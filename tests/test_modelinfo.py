@@ -43,3 +43,18 @@ def test_info_on_files_that_are_not_charlm_models(tmp_path):
     keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(plain)
     assert_one_line_error(invoke("info", plain), "not a charlm model")
     assert_one_line_error(invoke("info", tmp_path / "none.keras"), "not found")
+
+
+def test_info_shows_a_word_model_s_rules(tmp_path):
+    from charlm.config import ModelConfig
+    from charlm.data.tokenizers import WordTokenizer
+    from charlm.nn.lm import LanguageModel
+    from charlm.nn.model import build_model
+
+    tokenizer = WordTokenizer.build("the keys are old .\n", lowercase=True, split_punctuation=True,
+                                    numbers_token="<num>")
+    config = ModelConfig(cell="gru", layers=1, hidden=4, embedding=2)
+    path = LanguageModel(build_model(config, tokenizer.vocab_size), tokenizer, config).save(tmp_path / "w.keras")
+    info = json.loads(invoke("info", "--json", path).stdout)["tokenizer"]
+    assert (info["lowercase"], info["split_punctuation"], info["numbers_token"]) == (True, True, "<num>")
+    assert "word, vocabulary of 8, lower-cased, punctuation split off, numbers as <num>" in invoke("info", path).stdout

@@ -50,6 +50,10 @@ def describe(path) -> dict:
         "best_val_bits_per_char": info.get("best_val_bits_per_char"),
         "versions": record.get("versions", {}),
     }
+    if tokenizer.get("kind") == "word":  # the rules it reads text with (files older than them: off)
+        description["tokenizer"].update(lowercase=tokenizer.get("lowercase", False),
+                                        split_punctuation=tokenizer.get("split_punctuation", False),
+                                        numbers_token=tokenizer.get("numbers_token"))
     limit = SHOW_CHARS if tokenizer.get("kind") == "char" else SHOW_WORDS if tokenizer.get("kind") == "word" else 0
     if len(vocabulary) <= limit:
         description["tokenizer"]["symbols"] = vocabulary
@@ -106,6 +110,9 @@ def format_description(d: dict) -> str:
         shapes = ", ".join("x".join(map(str, s)) for s in layer["shapes"])
         lines.append(f"    {layer['name']:<14} {layer['parameters']:>12,}  ({shapes})")
     norm = f", normalization {tok['normalization']}" if tok.get("normalization") else ""
+    rules = [text for key, text in (("lowercase", "lower-cased"), ("split_punctuation", "punctuation split off"))
+             if tok.get(key)] + ([f"numbers as {tok['numbers_token']}"] if tok.get("numbers_token") else [])
+    norm += "".join(", " + text for text in rules)
     lines.append(f"  tokenizer:   {tok['kind']}, vocabulary of {tok['vocab_size']}{norm}")
     if "symbols" in tok:
         specials = [s for s in tok["symbols"] if len(s) > 1 and s.startswith("<")]
