@@ -111,6 +111,8 @@ def test_saved_word_model_keeps_its_rules_for_agree_and_eval(tmp_path):
     assert summary["n"] == 2 and summary["skipped_by_condition"] == {"agr": {FORM_WORD_UNKNOWN: 1}}
     assert summary["unknown_context"] == {"items": 1, "by_condition": {"zoo": 1}}
     assert "skipped 1 items" in result.stderr
+    assert "1 scored item(s) read symbols outside the vocabulary as <unk> around their forms (zoo 1)" in result.stderr
+    assert "  by condition: agr 1" in invoke("agree", path, blimp).stdout
     text = tmp_path / "text.txt"
     text.write_text("The keys are old.\nThe zebras are 42 years old.\n", encoding="utf-8")
     result = invoke("eval", path, text, "--json")

@@ -73,8 +73,12 @@ def command(model, data, fmt, method, as_json, plot, plot_by, extra):
     same items: always singular, always plural (where the number is known) and
     shorter form (ties count half). Items that cannot be scored (malformed rows,
     empty or identical forms, forms outside the vocabulary) are counted as
-    skipped, with reasons; the exit status is non-zero only when none could be
-    scored.
+    skipped, with reasons and by condition; the exit status is non-zero only
+    when none could be scored. A word model reads every prefix, form and
+    sentence with the rules it was trained with (--lowercase,
+    --split-punctuation, --numbers-token); items whose forms it lacks are
+    skipped, never scored as <unk>, and scored items with other unknown words
+    are counted.
     """
     from charlm.agreement import describe_skips
     from charlm.agreement.formats import load as load_data
@@ -106,6 +110,12 @@ def command(model, data, fmt, method, as_json, plot, plot_by, extra):
     if skips:
         total = sum(s.count for s in skips)
         click.echo(f"charlm agree: skipped {total} items: {describe_skips(skips)}", err=True)
+    unknown = summary.get("unknown_context") or {}
+    if unknown.get("items"):
+        groups = unknown["by_condition"]
+        click.echo(f"charlm agree: {unknown['items']} scored item(s) read symbols outside the vocabulary as <unk> "
+                   "around their forms" + (" (" + ", ".join(f"{name} {n}" for name, n in groups.items()) + ")"
+                                           if set(groups) - {"unknown"} else ""), err=True)
     by_distance = "distance" in extra and agreement is not None
     if by_distance and "by_distance" not in summary:
         by_distance = False
@@ -152,6 +162,11 @@ def format_table(summary: dict, by_distance: bool = False) -> str:
     if summary["skipped"]:
         lines.append(f"skipped {summary['skipped']} item(s): " + ", ".join(
             f"{n} {reason}" for reason, n in summary["skipped_reasons"].items()))
+    # By condition where conditions are known (a lone "unknown" group says nothing).
+    by_condition = summary.get("skipped_by_condition") or {}
+    if set(by_condition) - {"unknown"}:
+        lines.append("  by condition: " + ", ".join(f"{name} {sum(reasons.values())}"
+                                                   for name, reasons in by_condition.items()))
     return "\n".join([head, *lines])
 
 
