@@ -91,7 +91,7 @@ _SPACE = re.compile(r"\s")  # the same characters as str.isspace()
 _ASCII_SPACE = re.compile(rb"[\t\n\x0b\x0c\r\x1c-\x1f ]")  # str.isspace() within ASCII
 _READ = 16 << 20  # bytes per read when checking a token file's CRC
 _QUIET_BELOW = 32 << 20  # corpora smaller than this (bytes) tokenize without a progress line
-_RAW_IDS = 1 << 22  # raw token ids counted or mapped at a time (16 MiB)
+_RAW_IDS = 1 << 20  # raw token ids counted or mapped at a time (4 MiB)
 _RAW = np.dtype(np.uintc)  # a raw token id: array.array's "I", 32 bits
 
 
