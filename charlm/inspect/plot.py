@@ -121,3 +121,61 @@ def _model_name(result: dict) -> str:
     path = Path(str(result["model"]))
     name = path.parent.name if path.stem == "model" and path.parent.name else path.stem
     return f"{name} ({result['cell'].upper()})"
+
+
+def plot_probe(result: dict, path, title: str | None = None) -> Path:
+    """The figures of ``charlm probe``'s result: probe accuracy on the held-out lemmas against
+    position (a line per layer and value, colour by value, line style by layer) beside the
+    majority baseline; the same probes' selectivity; and with ``intervention``, agreement
+    against the push's size for each layer and placement, the probe's direction beside random
+    ones."""
+    path = check_png(path)
+    intervention = result.get("intervention")
+    panels = 3 if intervention else 2
+    figure, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 4.8), constrained_layout=True)
+    positions = result["positions"]
+    x = np.arange(len(positions))
+    index = {p["name"]: k for k, p in enumerate(positions)}
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    values = list(dict.fromkeys(e["value"] for e in result["probes"]))
+    styles = ["-", "--", ":", "-."]
+    for ax, key in zip(axes, ("accuracy", "selectivity")):
+        lines = {}
+        for entry in result["probes"]:
+            lines.setdefault((entry["layer"], entry["value"]), []).append((index[entry["position"]], entry[key]))
+        for (layer, value), points in lines.items():
+            points = [(k, v) for k, v in points if v is not None]
+            ax.plot([k for k, _ in points], [v for _, v in points], marker="o", ms=3, lw=1.3,
+                    color=colors[values.index(value) % len(colors)], ls=styles[(layer - 1) % len(styles)],
+                    label=f"layer {layer} {value}")
+        if key == "accuracy":
+            ax.plot(x, [p["majority"]["accuracy"] for p in positions], color="0.5", lw=2.5, alpha=0.6,
+                    label="majority baseline")
+            ax.set_ylabel("probe accuracy on held-out lemmas")
+        else:
+            ax.axhline(0, color="0.6", lw=0.8)
+            ax.set_ylabel("selectivity (accuracy - control accuracy)")
+        ax.set_xticks(x, [p["name"].replace("_", " ") for p in positions], rotation=30, ha="right", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    if intervention:
+        _plot_intervention(axes[2], intervention, colors)
+    figure.suptitle(title or f"subject number in a {result['layers']}x{result['units']} {result['cell'].upper()}: "
+                             f"{result['split']['test_items']:,} held-out items")
+    return save_figure(figure, path)
+
+
+def _plot_intervention(ax, intervention: dict, colors):
+    for number, layer in enumerate(intervention["layers"]):
+        baseline = layer["baseline"]["accuracy"]
+        for where, marker in (("subject", "o"), ("every_word", "s")):
+            for kind, style in (("probe", "-"), ("random", ":")):
+                entries = [e for e in layer["conditions"] if e["where"] == where and e["direction"] == kind]
+                ax.plot([0] + [e["alpha"] for e in entries], [baseline] + [e["accuracy"] for e in entries],
+                        marker=marker, ms=4, ls=style, color=colors[number % len(colors)],
+                        label=f"layer {layer['layer']}, {where.replace('_', ' ')}, {kind}")
+    ax.set_xlabel("push (alpha x the state's mean norm)")
+    ax.set_ylabel("agreement accuracy on held-out items")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
