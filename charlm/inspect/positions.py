@@ -9,8 +9,9 @@ An item is read as the agreement scorer reads it: the fixed starting context
   token where the noun is the first word);
 - ``subject``: the head noun (``Item.subject_index``);
 - the words between the noun and the word before the verb: ``subject+1``, ``subject+2``, ...
-  where every item has the same number of them, else binned by their relative place in the
-  span, ``between_1`` to ``between_4`` (each item at most once per bin: its last word there);
+  where every item that has such words has the same number of them, else binned by their
+  relative place in the span, ``between_1`` to ``between_4`` (each item at most once per bin:
+  its last word there);
 - ``before_verb``: the prefix's last word, whose state predicts the verb.
 
 Items without ``subject_index`` have ``before_verb`` only.
@@ -133,9 +134,9 @@ def align(items, tokenizer, context) -> tuple[list, Counter, Counter]:
 
 def span_positions(aligned) -> list:
     """The names of the positions between the subject and the word before the verb:
-    ``subject+1`` ... where every item with a subject has the same number of words there,
-    else ``between_1`` ... ``between_4``."""
-    spans = {len(a.steps) - 1 for a in aligned if a.steps}
+    ``subject+1`` ... where every item with words there has the same number of them, else
+    ``between_1`` ... ``between_4``."""
+    spans = {len(a.steps) - 1 for a in aligned if len(a.steps) > 2}  # items with words in between
     if len(spans) == 1:
         return [f"subject+{k}" for k in range(1, spans.pop())]
     return [f"between_{b}" for b in range(1, BINS + 1)]
