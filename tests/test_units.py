@@ -4,6 +4,7 @@ correlations with text features (against NumPy's own correlation of the same arr
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -134,3 +135,77 @@ def test_a_file_that_is_not_a_model(tmp_path):
     path = tmp_path / "model.keras"
     path.write_text("not a model", encoding="utf-8")
     assert_one_line_error(invoke("units", path, "--saturation"), "not a Keras model file")
+
+
+# ---- --ablate ---------------------------------------------------------------------------------
+
+
+def write_suite(path, items=None):
+    """The small suite of tests/test_ablation.py as a TSV with every annotation column."""
+    from tests.test_ablation import suite_items
+
+    rows = ["prefix\tcorrect\twrong\tsuffix\tcondition\tn_attractors\tsubj_number\tsubject_index"]
+    for item in suite_items() if items is None else items:
+        rows.append("\t".join([item.prefix, item.correct, item.wrong, item.after.strip(), item.condition,
+                               str(item.n_attractors), item.subj_number, str(item.subject_index)]))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_units_ablate_json_plot_and_table(tiny_model_path, tmp_path):
+    suite = write_suite(tmp_path / "suite.tsv")
+    result = invoke("units", tiny_model_path, suite, "--ablate", "--json", "--plot", tmp_path / "ablation.png",
+                    "--random-sets", 1, "--traces", 2)
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"model", "suites", "method", "baseline", "units", "null", "cumulative", "layers_ablated",
+            "traces"} <= set(data)
+    assert data["method"]["kind"] == "full" and data["n"] == 36 and data["skipped"] == 0
+    assert len(data["units"]) == 64 and len(data["null"]["effects"]) == 64  # a full sweep: every unit is the null
+    assert set(data["baseline"]["groups"]) == {"simple/sg/0", "simple/pl/0", "pp/sg/0", "pp/sg/1", "pp/pl/0",
+                                               "pp/pl/1"}
+    unit = data["units"][0]
+    assert {"layer", "unit", "effect", "accuracy", "change", "groups", "worst_group", "worst_change", "z",
+            "as_harmful"} <= set(unit)
+    assert set(unit["groups"]) == set(data["baseline"]["groups"])
+    assert data["cumulative"]["k"] == [1, 2, 4, 8, 16, 32, 64]
+    assert [len(r) for r in data["cumulative"]["random"]] == [1] * 7
+    assert [layer["layer"] for layer in data["layers_ablated"]] == [1, 2]
+    traces = data["traces"]
+    assert [(u["layer"], u["unit"]) for u in traces["units"]] == [(u["layer"], u["unit"]) for u in data["units"][:2]]
+    assert set(traces["units"][0]["values"]) == {"i", "f", "g", "o", "c", "h"}
+    assert all(len(v) == 6 for v in traces["units"][0]["values"]["c"].values())
+    assert (tmp_path / "ablation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "every unit ablated" in result.stderr
+
+    table = invoke("units", tiny_model_path, suite, "--ablate", "--unit", "2:5", "--unit", "1:0", "--random-units", 4,
+                   "--random-sets", 0, "--traces", 0)
+    assert table.exit_code == 0, table.stderr
+    assert "intact" in table.stdout and "method: given" in table.stdout and "all of layer 2 ablated" in table.stdout
+    listed = [line.split()[1] for line in table.stdout.splitlines() if re.match(r"\s+\d+\s+\d+:", line)]
+    assert sorted(listed) == ["1:0", "2:5"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ablate"], "needs an agreement SUITE"),
+    (["SUITE", "--saturation"], "read by --ablate only"),
+    (["SUITE", "--ablate", "--unit", "3:1"], "layer 3 does not exist"),
+    (["SUITE", "--ablate", "--unit", "1:32"], "unit 32 does not exist"),
+    (["SUITE", "--ablate", "--unit", "one"], "LAYER:UNIT"),
+    (["SUITE", "--ablate", "--full", "--top-k", "8"], "either --full or --top-k"),
+    (["SUITE", "--ablate", "--unit", "1:1", "--full"], "leave out --full"),
+    (["SUITE", "--ablate", "--text", "the keys"], "not --file or --text"),
+    (["SUITE", "--ablate", "--trace-condition", "nonesuch"], "of condition 'nonesuch'"),
+    (["EMPTY", "--ablate"], "nothing to ablate units on"),
+    (["UNKNOWN", "--ablate"], "no agreement item could be scored"),
+    (["SUITE", "--ablate", "--plot", "out.svg"], "PNG"),
+])
+def test_ablate_bad_input_is_one_line(tiny_model_path, tmp_path, args, message):
+    from charlm.agreement.formats import Item
+
+    paths = {"SUITE": write_suite(tmp_path / "suite.tsv"), "EMPTY": write_suite(tmp_path / "empty.tsv", []),
+             "UNKNOWN": write_suite(tmp_path / "unknown.tsv",
+                                    [Item("x", 1, "ĳs", "ĳz", "the dog", " .", "simple", 0, "sg", 1)])}
+    args = [str(paths.get(a, a)) for a in args]
+    assert_one_line_error(invoke("units", tiny_model_path, *args), message)

@@ -123,6 +123,103 @@ def _model_name(result: dict) -> str:
     return f"{name} ({result['cell'].upper()})"
 
 
+TRACE_STYLES = {"SS": ("#4c72b0", "-"), "SP": ("#4c72b0", "--"), "PS": ("#c44e52", "--"), "PP": ("#c44e52", "-")}
+
+
+def plot_ablation(result: dict, path, title: str | None = None, shown: int = 16) -> Path:
+    """The figures of :func:`charlm.inspect.ablation_study.ablation_study`'s result (with its
+    ``traces``, when present, from :func:`charlm.inspect.number_traces.number_traces`): the null's
+    effects with the first ranked units marked; the ``shown`` first units' accuracy change per
+    group; the cumulative curve beside random sets and whole-layer ablation; then a row per traced
+    unit, its values per word averaged per subject × attractor number (Lakretz et al.'s figure)."""
+    path = check_png(path)
+    traces = result.get("traces")
+    names = traces["shown"] if traces else []
+    columns = max(4, len(names))
+    rows = 1 + (len(traces["units"]) if traces else 0)
+    figure = plt.figure(figsize=(4.0 * columns, 3.6 * rows), constrained_layout=True)
+    grid = figure.add_gridspec(rows, columns)
+    _plot_null(figure.add_subplot(grid[0, 0]), result)
+    _plot_groups(figure.add_subplot(grid[0, 1:columns - 1]), result, shown)
+    _plot_cumulative(figure.add_subplot(grid[0, columns - 1]), result)
+    for row, unit in enumerate(traces["units"] if traces else [], 1):
+        for column, name in enumerate(names):
+            ax = figure.add_subplot(grid[row, column])
+            for group, values in unit["values"][name].items():
+                color, style = TRACE_STYLES[group]
+                ax.plot(values, color=color, ls=style, marker=".", lw=1.4, label=f"{group} (n={traces['n'][group]})")
+            for at in (traces["subject_index"], traces["verb_index"]):
+                ax.axvline(at, color="0.7", lw=0.8)
+            ax.set_xticks(range(len(traces["words"])))
+            ax.set_xticklabels(traces["words"], rotation=45, ha="right", fontsize=7)
+            ax.set_title(f"unit {unit['layer']}:{unit['unit']}: {NAMES[name]}", fontsize=9)
+            ax.grid(alpha=0.3)
+            if column == 0:
+                ax.legend(fontsize=7)
+    method = result["method"]["kind"]
+    figure.suptitle(title or f"{result['cell'].upper()} {result['layers']}x{result['hidden']}: units ablated "
+                             f"({method}) on {result['n']:,} items"
+                    + (f"; traces: {traces['condition']}" if traces else ""))
+    return save_figure(figure, path)
+
+
+def _effect_label(result: dict) -> str:
+    return ("accuracy change on the unit's worst group" if result["rank_by"] == "worst"
+            else "accuracy change, all items")
+
+
+def _plot_null(ax, result: dict) -> None:
+    """A histogram of the null's effects, the first ranked units marked."""
+    null = result["null"]["effects"]
+    if null:
+        ax.hist(null, bins=min(40, max(5, len(null) // 4)), color="0.7", label=f"{result['null']['kind']} ({len(null)})")
+    for rank, unit in enumerate(result["units"][:5]):
+        ax.axvline(unit["effect"], color=plt.cm.viridis(rank / 5), lw=1.4, label=f"{unit['layer']}:{unit['unit']}")
+    ax.set_xlabel(_effect_label(result), fontsize=8)
+    ax.set_ylabel("units", fontsize=8)
+    ax.set_title("ranked units against the null", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
+def _plot_groups(ax, result: dict, shown: int) -> None:
+    """A heat map of the first ``shown`` ranked units' accuracy change per group."""
+    units = result["units"][:shown]
+    groups = list(result["baseline"]["groups"])
+    change = np.array([[unit["groups"][g] for g in groups] for unit in units]).reshape(len(units), len(groups))
+    limit = max(0.05, float(np.abs(change).max())) if change.size else 1.0
+    image = ax.imshow(change, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_yticks(range(len(units)))
+    ax.set_yticklabels([f"{u['layer']}:{u['unit']}" for u in units], fontsize=7)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, rotation=60, ha="right", fontsize=6)
+    ax.set_title("accuracy change per condition/subject number/attractors", fontsize=9)
+    plt.colorbar(image, ax=ax, shrink=0.8)
+
+
+def _plot_cumulative(ax, result: dict) -> None:
+    """Accuracy with the first k ranked units ablated, beside random sets of k and whole layers."""
+    cumulative = result["cumulative"]
+    ks = cumulative["k"]
+    ax.axhline(result["baseline"]["accuracy"], color="0.3", lw=1, label="intact")
+    if ks:
+        ax.plot(ks, [t["accuracy"] for t in cumulative["top"]], "o-", color="#c44e52", label="first k ranked")
+        random = [r for r in cumulative["random"] if r]
+        if random:
+            ax.fill_between(ks, [min(r) for r in random], [max(r) for r in random], color="0.6", alpha=0.35)
+            ax.plot(ks, [np.mean(r) for r in random], "s--", color="0.4", label="random k (range)")
+        ax.set_xscale("log", base=2)
+    for layer in result["layers_ablated"]:
+        ax.axhline(layer["accuracy"], ls=":", color=plt.cm.tab10(layer["layer"] % 10),
+                   label=f"all of layer {layer['layer']}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("units ablated together, k", fontsize=8)
+    ax.set_ylabel("accuracy", fontsize=8)
+    ax.set_title("cumulative ablation", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
 def plot_probe(result: dict, path, title: str | None = None) -> Path:
     """The figures of ``charlm probe``'s result: probe accuracy on the held-out lemmas against
     position (a line per layer and value, colour by value, line style by layer) beside the
