@@ -117,7 +117,7 @@ def test_units_command_json_plot_and_feature_file(tiny_model_path, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    ([], "--saturation or --features"),
+    ([], "--saturation, --features or --ablate"),
     (["--saturation", "--text", ""], "empty"),
     (["--saturation", "--file", "missing.txt"], "not found"),
     (["--features", "--text", "the keys", "--feature-file", "FEATURES"], "has 2 rows but the text has 8 tokens"),
