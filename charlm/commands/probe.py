@@ -78,6 +78,7 @@ def command(model, suites, fmt, value_names, l2, test_fraction, seed, intervene,
     from charlm.agreement.formats import load as load_suites
     from charlm.inspect.plot import check_png
     from charlm.inspect.probe import probe_suite, read_items, split_by_lemma
+    from charlm.nn.kernels import TRACED
     from charlm.nn.lm import load
 
     alphas = _alphas(alphas)
@@ -94,10 +95,12 @@ def command(model, suites, fmt, value_names, l2, test_fraction, seed, intervene,
         kind = " (SyntaxGym suites have no subject to probe)" if loaded.suites else ""
         raise CharlmError(f"no agreement items to probe in {', '.join(map(str, suites))}{kind}"
                           f"{': ' + reasons if reasons else ''}")
-    reading = read_items(lm, loaded.items, names)
+    # The intervention moves h (and an LSTM's c) whatever is probed.
+    states = [n for n in ("h", "c") if n in TRACED[lm.config.cell]] if intervene else []
+    reading = read_items(lm, loaded.items, None if names is None else list(dict.fromkeys([*names, *states])))
     test = split_by_lemma([a.lemma for a in reading.aligned], reading.labels, test_fraction, seed)
     result = {"model": str(model), "suites": loaded.files, "cell": lm.config.cell, "layers": lm.config.layers,
-              "units": lm.config.hidden, **probe_suite(reading, test, l2, test_fraction, seed)}
+              "units": lm.config.hidden, **probe_suite(reading, test, l2, test_fraction, seed, names)}
     if intervene:
         result["intervention"] = _intervene(lm, reading, test, l2, alphas, random_directions, layer, files,
                                             max_tokens, seed)

@@ -189,12 +189,12 @@ def accuracy(correct) -> dict:
 
 
 def probe_suite(reading: Reading, test, l2: float = L2, test_fraction: float = TEST_FRACTION,
-                seed: int = 0) -> dict:
+                seed: int = 0, values=None) -> dict:
     """Every probe of the module docstring on ``reading``, tested on the items ``test`` (a bool
     mask, from :func:`split_by_lemma` with ``test_fraction`` and ``seed``): a JSON-ready dict
     with the split, each position's majority baseline, and for each position, layer and value
-    the probe's test accuracy, control accuracy, selectivity, and accuracy on the items the
-    model gets right and wrong."""
+    (``values``; default: all that ``reading`` holds) the probe's test accuracy, control
+    accuracy, selectivity, and accuracy on the items the model gets right and wrong."""
     aligned, labels = reading.aligned, reading.labels
     lemmas = [a.lemma for a in aligned]
     rng = np.random.default_rng(seed + 1)
@@ -219,8 +219,10 @@ def probe_suite(reading: Reading, test, l2: float = L2, test_fraction: float = T
                           "n_test": int(on_test.sum()),
                           "majority": {"label": LABELS[majority], **accuracy(labels[items][on_test] == majority)}})
         c_train, c_test = control_train[items], control_test[items]
-        for layer, values in enumerate(reading.values):
-            for value, table in values.items():
+        for layer, tables in enumerate(reading.values):
+            for value, table in tables.items():
+                if values is not None and value not in values:
+                    continue
                 x = table[rows]
                 model = fit(x[on_train], labels[items][on_train], l2)
                 right = model.predict(x[on_test]) == labels[items][on_test]
