@@ -66,7 +66,9 @@ def test_memory_mapped_pipeline_yields_the_same_batches_as_in_memory(tmp_path, r
     if chunks == "tiny":  # (words: the same tokens whatever the chunk size)
         request.getfixturevalue("tiny_chunks")
     path = tmp_path / "mixed.txt"
-    path.write_text(MIXED + "The keys (3,000 of them) aren't old.\n" * 20, encoding="utf-8")
+    # Words also end at the whitespace that is not ASCII's (no-break space, em space, U+2028, U+001C).
+    extra = "The keys (3,000 of them) aren't old.\n" * 20 + "a\xa0b\u2003c\u2028d\x1ce\x85f \u3000g\n" * 5
+    path.write_text(MIXED + extra, encoding="utf-8")
     config = _config()
     tokenizer, train, val, val_chars = _in_memory(path, kind, config, normalization, **options)
     data = prepare([path], TokenizerConfig(kind=kind, normalization=normalization, **options), config)
