@@ -66,19 +66,45 @@ def test_a_sparse_gradient_counts_like_its_dense_form():
     assert float(factors[0]) == pytest.approx(0.5, rel=1e-6)
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_sparse_gradient_with_repeated_rows_counts_like_its_dense_form(jit):
+    """A token read twice in a window gives its embedding row twice: the dense gradient holds
+    their sum. Rows 2, 0, 2, 2 of a (3, 2) table: dense rows [0, 1] and [3, 4] + [0, 5] + [0, 3]
+    = [3, 12], norm sqrt(1 + 9 + 144) (not sqrt(25 + 1 + 25 + 9), the rows squared apart)."""
+    values = tf.constant([[3.0, 4.0], [0.0, 1.0], [0.0, 5.0], [0.0, 3.0]])
+    sparse = tf.IndexedSlices(values, tf.constant([2, 0, 2, 2]), tf.constant([3, 2]))
+    dense = tf.convert_to_tensor(sparse)
+    np.testing.assert_allclose(dense.numpy(), [[0.0, 1.0], [0.0, 0.0], [3.0, 12.0]])
+    expected = float(np.linalg.norm(dense.numpy()))
+    assert expected == pytest.approx(np.sqrt(154.0))
+
+    @tf.function(jit_compile=jit)
+    def norms(values, indices):
+        grads = [tf.IndexedSlices(values, indices, tf.constant([3, 2])), tf.constant([0.0, 2.0])]
+        (global_factor, _), norm = clip_factors(grads, 1.0, "global")
+        per_tensor, _ = clip_factors(grads, 1.0, "per-tensor")
+        return norm, global_factor, per_tensor[0]
+
+    norm, global_factor, per_tensor = norms(values, tf.constant([2, 0, 2, 2]))
+    assert float(norm) == pytest.approx(np.sqrt(154.0 + 4.0), rel=1e-6)
+    assert float(global_factor) == pytest.approx(1 / np.sqrt(158.0), rel=1e-6)
+    assert float(per_tensor) == pytest.approx(1 / expected, rel=1e-6)
+
+
 # ---- clipping inside a real training step -------------------------------------------------------
 
 
 @pytest.mark.parametrize("clip", ["none", "global binding", "global not binding", "per-tensor, some binding"])
-def test_a_training_step_moves_the_weights_by_the_clipped_gradient(clip):
+@pytest.mark.parametrize("vocab", [11, 100])  # 100 > the 64 rows: the embedding is not folded
+def test_a_training_step_moves_the_weights_by_the_clipped_gradient(clip, vocab):
     """With SGD a step moves every weight by -lr * factor * gradient. The gradient here is
     computed independently (a tape over the plain Keras model) and clipped by hand; the
     thresholds are chosen from its norms so that each case is what its name says."""
     config = ModelConfig(cell="gru", layers=2, hidden=16, embedding=8)
     rng = np.random.default_rng(7)
-    x, y = (tf.constant(rng.integers(0, 11, (4, 16)), tf.int32) for _ in range(2))
+    x, y = (tf.constant(rng.integers(0, vocab, (4, 16)), tf.int32) for _ in range(2))
     keras.utils.set_random_seed(7)
-    model = build_model(config, 11)
+    model = build_model(config, vocab)
     variables = model.trainable_variables
     before = [v.numpy() for v in variables]
     states = [tf.zeros((4, 16))] * 2
@@ -114,6 +140,33 @@ def test_a_training_step_moves_the_weights_by_the_clipped_gradient(clip):
 
 
 # ---- compiled steps against the plain ones ------------------------------------------------------
+
+
+def test_a_large_vocabulary_step_under_xla_equals_keras_adam_on_the_keras_model():
+    """A vocabulary larger than the window's rows (the embedding read by a lookup, its gradient
+    a set of rows) through the XLA-compiled step: three Adam steps, states carried, move the
+    weights as Keras' Adam moves them on the plain Keras model's gradients."""
+    config = ModelConfig(cell="lstm", layers=2, hidden=16, embedding=8)
+    vocab, rows = 300, (4, 8)  # 300 symbols > 32 rows
+    rng = np.random.default_rng(3)
+    windows = [tuple(tf.constant(rng.integers(0, vocab, rows), tf.int32) for _ in range(2)) for _ in range(3)]
+    keras.utils.set_random_seed(3)
+    model = build_model(config, vocab)
+    reference = build_model(config, vocab)
+    reference.set_weights(model.get_weights())
+    train_config = TrainConfig(batch_size=4, bptt=8, lr=0.01, clipnorm=None)
+    trainer = CompiledSteps(model, config, train_config, jit_compile=True)
+    optimizer = keras.optimizers.Adam(learning_rate=0.01)
+    states, reference_states = trainer.zero_states(4), [tf.zeros((4, 16))] * 4
+    for x, y in windows:
+        loss, _, states = trainer.train_step(x, y, states)
+        with tf.GradientTape() as tape:
+            logits, *reference_states = reference([x, *reference_states], training=True)
+            expected = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        optimizer.apply(tape.gradient(expected, reference.trainable_variables), reference.trainable_variables)
+        assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    for a, b in zip(reference.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)  # Adam's steps are about lr = 0.01
 
 
 @pytest.mark.slow  # trains a model for four steps, twice

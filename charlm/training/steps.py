@@ -40,13 +40,30 @@ def clip_factors(grads, clipnorm, mode: str):
     ``per-tensor``: each variable's gradient clipped to ``clipnorm`` on its own
     (Keras' ``clipnorm``).
     """
-    norm = tf.linalg.global_norm(grads)
+    squares = [_squared_norm(g) for g in grads]
+    norm = tf.sqrt(tf.add_n(squares))
     if clipnorm is None:
         return [1.0] * len(grads), norm
     if mode == "global":
         factor = clipnorm / tf.maximum(norm, clipnorm)
         return [factor] * len(grads), norm
-    return [clipnorm / tf.maximum(tf.linalg.global_norm([g]), clipnorm) for g in grads], norm
+    return [clipnorm / tf.maximum(tf.sqrt(s), clipnorm) for s in squares], norm
+
+
+def _squared_norm(grad):
+    """The squared L2 norm of a gradient as the dense tensor it stands for. An embedding's
+    gradient arrives as IndexedSlices with one row per token read, so a row repeats where a token
+    does: its rows are summed by index first (``tf.linalg.global_norm`` would square them apart).
+    Sorting keeps the shapes static, as XLA needs; the repeated rows sum into the first slots of
+    an (N, D) tensor and zeros fill the rest."""
+    if not isinstance(grad, tf.IndexedSlices):
+        return tf.reduce_sum(tf.square(tf.cast(grad, tf.float32)))
+    order = tf.argsort(grad.indices)
+    indices = tf.gather(grad.indices, order)  # (N,) sorted
+    starts = tf.concat([[0], tf.cast(indices[1:] != indices[:-1], tf.int32)], axis=0)
+    slots = tf.cumsum(starts)  # (N,): 0, 0, 1, 2, 2, ...: one slot per distinct index
+    rows = tf.math.unsorted_segment_sum(tf.gather(grad.values, order), slots, tf.size(indices))
+    return tf.reduce_sum(tf.square(tf.cast(rows, tf.float32)))
 
 
 def _scale(grad, factor):
