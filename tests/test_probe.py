@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from charlm.agreement.formats import Item
 from charlm.agreement.formats import load as load_suite
 from charlm.agreement.scoring import run_agreement
 from charlm.errors import CharlmError
@@ -18,6 +19,7 @@ from charlm.inspect.logistic import fit
 from charlm.inspect.positions import at_position
 from charlm.inspect.probe import accuracy, control_labels, probe_suite, read_items, split_by_lemma
 from tests.helpers import assert_one_line_error, invoke
+from tests.test_activations import untrained
 
 NOUNS = [("key", "keys"), ("box", "boxes"), ("knife", "knives"), ("door", "doors"), ("lamp", "lamps"),
          ("coin", "coins"), ("table", "tables"), ("bench", "benches"), ("leaf", "leaves"), ("road", "roads")]
@@ -187,3 +189,23 @@ def test_bad_suites_are_one_line_errors(tiny_model_path, tmp_path):
     pairs.write_text("sentence_good\tsentence_bad\nthe key is old .\tthe key are old .\n", encoding="utf-8")
     assert_one_line_error(invoke("probe", tiny_model_path, pairs), "no agreement item can be probed", "sentence pair")
     assert_one_line_error(invoke("probe", tiny_model_path, tmp_path / "missing.tsv"), "no agreement items")
+
+
+@pytest.mark.parametrize("cell, kind", [("gru", "byte"), ("rnn", "word"), ("lstm", "word")])
+def test_other_cells_and_tokenizers_read_the_values_of_each_item_alone(cell, kind):
+    lm = untrained(cell, kind)
+    items = [Item("s", 1, "are", "is", prefix="the keys to the cabinet", after=" .", subject_index=1),
+             Item("s", 2, "is", "are", prefix="the key to the cabinets", after=" .", subject_index=1),
+             Item("s", 3, "is", "are", prefix="a cat near the dogs", after=" .", subject_index=1)]
+    reading = read_items(lm, items)
+    first = len(start_ids(lm.tokenizer))
+    assert [a.label for a in reading.aligned] == [1, 0, 0]
+    for k, a in enumerate(reading.aligned):
+        acts = activations(lm, a.item.prefix)
+        words = a.item.prefix.split()
+        assert a.positions["subject"] - first == (1 if kind == "word" else len(" ".join(words[:2])) - 1)
+        for layer in range(2):
+            for name in acts.values[layer]:
+                for index in a.steps:
+                    np.testing.assert_allclose(reading.values[layer][name][reading.row[(k, index)]],
+                                               acts.get(name, layer)[index - first], atol=1e-5)
