@@ -6,6 +6,10 @@
   (``charlm units``).
 - :mod:`charlm.inspect.gradients`: how far back a prediction's gradient reaches
   (``charlm gradients``).
+- :mod:`charlm.inspect.probe`: diagnostic classifiers for the subject's number at aligned
+  positions of agreement items (:mod:`charlm.inspect.positions`), L2 logistic regression
+  (:mod:`charlm.inspect.logistic`), and :mod:`charlm.inspect.intervene`: moving the state along
+  them (``charlm probe``).
 - :mod:`charlm.inspect.page`: the self-contained page of ``charlm show``.
 - :mod:`charlm.inspect.plot`: their figures.
 """
