@@ -98,6 +98,13 @@ def plan_streams(n: int, settings: StreamSettings) -> int:
     return max(1, min(settings.streams, n // (4 * settings.window)))
 
 
+def pass_window(streams: int, vocab_size: int, settings: StreamSettings = StreamSettings()) -> int:
+    """How many tokens of each of ``streams`` rows one forward pass reads: ``settings.window``,
+    or fewer where the pass's logits (streams x window x vocabulary floats) would pass
+    :data:`LOGITS_BUDGET` (a large vocabulary), but at least one."""
+    return max(1, min(settings.window, LOGITS_BUDGET // (streams * vocab_size)))
+
+
 def stream_logprobs(scorer: TokenScorer, ids, start, settings: StreamSettings = StreamSettings()) -> np.ndarray:
     """Natural log-probability of every token of ``start + ids`` after the first,
     each given everything before it, as one stream (see the module docstring).
@@ -121,7 +128,7 @@ def stream_logprobs(scorer: TokenScorer, ids, start, settings: StreamSettings = 
     for i, (first, _, end) in enumerate(rows):
         x[i, : end - first] = inputs[first:end]
         y[i, : end - first] = targets[first:end]
-    window = max(1, min(settings.window, LOGITS_BUDGET // (b * scorer.vocab_size)))
+    window = pass_window(b, scorer.vocab_size, settings)
     logp = np.zeros((b, length))
     states = None
     for k in range(0, length, window):
@@ -183,7 +190,7 @@ def evaluate(lm, text: str, settings: StreamSettings = StreamSettings()) -> dict
         "oov_rate": unknown / tokens,
         "tokenizer": lm.tokenizer.kind,
         "streams": plan_streams(len(ids), settings),
-        "window": settings.window,
+        "window": pass_window(plan_streams(len(ids), settings), lm.tokenizer.vocab_size, settings),
         "warmup": settings.warmup,
         "seconds": seconds,
         "tokens_per_s": tokens / seconds if seconds else 0.0,

@@ -58,6 +58,39 @@ def test_parallel_streams_keep_every_token(lm):
     assert not np.allclose(cold[first:first + 5], reference[first:first + 5], atol=1e-3)
 
 
+def test_passes_bounded_by_the_logits_budget_score_the_same(lm, monkeypatch):
+    """A vocabulary too large for whole windows under LOGITS_BUDGET makes the passes shorter
+    (the states carried between them): every log-probability is the one of whole windows."""
+    import charlm.evaluate as evaluate
+    from charlm.config import StreamSettings
+
+    scorer = evaluate.TokenScorer(lm)
+    ids, start = lm.tokenizer.encode(TEXT), evaluate.start_ids(lm.tokenizer)
+    settings = StreamSettings(streams=5, window=25, warmup=len(ids))
+    vocab = scorer.vocab_size
+    assert evaluate.pass_window(5, vocab, settings) == 25
+    whole = evaluate.stream_logprobs(scorer, ids, start, settings)
+    monkeypatch.setattr(evaluate, "LOGITS_BUDGET", 5 * 3 * vocab + vocab)  # room for 3 tokens of 5 rows
+    assert evaluate.pass_window(5, vocab, settings) == 3
+    bounded = evaluate.stream_logprobs(scorer, ids, start, settings)
+    np.testing.assert_allclose(bounded, whole, atol=1e-5)
+    np.testing.assert_allclose(bounded, reference_logprobs(lm, TEXT), atol=2e-4)
+    monkeypatch.setattr(evaluate, "LOGITS_BUDGET", 1)  # never below one token a row
+    assert evaluate.pass_window(5, vocab, settings) == 1
+    np.testing.assert_allclose(evaluate.stream_logprobs(scorer, ids, start, settings), whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("vocab, window", [(65, 256), (10_000, 6), (33_000, 1)])
+def test_default_passes_hold_at_most_32_mib_of_logits(vocab, window):
+    """charlm eval's default 128 streams read windows of 256 tokens of a character model, but of
+    a word model only what keeps the (128, window, V) float32 logits within 32 MiB."""
+    from charlm.evaluate import LOGITS_BUDGET, pass_window
+
+    assert pass_window(128, vocab) == window
+    assert LOGITS_BUDGET * 4 == 32 * 2**20
+    assert 128 * window * vocab * 4 <= 32 * 2**20
+
+
 def test_evaluate_figures(lm):
     from charlm.config import StreamSettings
     from charlm.evaluate import evaluate
@@ -74,6 +107,7 @@ def test_evaluate_figures(lm):
     assert result["word_perplexity"] == pytest.approx(math.exp(total_nats / result["words"]))
     assert result["unknown"] == 2 and result["oov_rate"] == pytest.approx(2 / len(text))
     assert total_nats == pytest.approx(-reference_logprobs(lm, text).sum(), rel=1e-4)
+    assert (result["streams"], result["window"]) == (3, 32)  # the pass's shape: logits far below the budget
 
 
 def test_eval_cli_json(tiny_model_path, tmp_path):
