@@ -17,6 +17,12 @@ share a process), and the workers are timed in turn, A B C A B C ..., after a wa
     fast_jit        the same with jit_compile=True
     torch           torch.nn.{LSTM,GRU,RNN} (if torch is installed)
 
+A configuration is ``cell:layers:hidden:batch``, optionally followed by ``V=`` (vocabulary, default
+65), ``E=`` (embedding, default 64), ``T=`` (window, default 64) and ``opt=`` (adam, the default,
+or sgd), e.g. ``lstm:2:650:20:V=33000:E=650:T=35`` for a word model. Every worker reports its peak
+resident memory (the process's maximum RSS: the framework, the model, the optimizer and the
+step's temporaries).
+
 Example:
     python scripts/bench_kernels.py                       # the standard configurations
     python scripts/bench_kernels.py --configs lstm:2:256:64 --variants keras,fast_jit,torch
@@ -24,13 +30,15 @@ Example:
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
-E, V, T = 64, 65, 64
 CLIP = 5.0
+LR = {"adam": 2e-3, "sgd": 1.0}  # Adam: charlm's default; the rate does not change the speed
 # cell:layers:hidden:batch
 DEFAULT_CONFIGS = ["lstm:2:256:64", "gru:2:256:64", "rnn:2:256:64", "lstm:2:256:32",
                    "lstm:2:512:128"]
@@ -38,19 +46,59 @@ DEFAULT_VARIANTS = ["keras", "fast", "fast_jit", "torch"]
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # for charlm imports
 
 
-def _random_windows(rows, length, n):
-    """n (inputs, targets) pairs of random token ids, each (rows, length) int32, the same in
-    every worker."""
+@dataclass(frozen=True)
+class Config:
+    """One benchmarked model and its training shape (see the module docstring for the syntax)."""
+
+    cell: str
+    layers: int
+    hidden: int
+    batch: int
+    vocab: int = 65
+    embedding: int = 64
+    bptt: int = 64
+    optimizer: str = "adam"
+
+    def label(self) -> str:
+        """E.g. "lstm 2x256 B=64", with V, E, T and the optimizer where they are not the defaults."""
+        defaults = Config(self.cell, self.layers, self.hidden, self.batch)
+        extra = [f"{key}={getattr(self, name)}" for key, (name, _) in _KEYS.items()
+                 if getattr(self, name) != getattr(defaults, name)]
+        return " ".join([f"{self.cell} {self.layers}x{self.hidden} B={self.batch}", *extra])
+
+
+_KEYS = {"V": ("vocab", int), "E": ("embedding", int), "T": ("bptt", int), "opt": ("optimizer", str)}
+
+
+def _parse_config(text) -> Config:
+    """``cell:layers:hidden:batch[:V=..][:E=..][:T=..][:opt=..]`` -> :class:`Config`."""
+    cell, layers, hidden, batch, *extra = text.split(":")
+    options = {}
+    for item in extra:
+        key, _, value = item.partition("=")
+        if key not in _KEYS:
+            raise SystemExit(f"unknown key {key!r} in configuration {text!r} (V=, E=, T=, opt=)")
+        name, kind = _KEYS[key]
+        options[name] = kind(value)
+    config = Config(cell, int(layers), int(hidden), int(batch), **options)
+    if config.optimizer not in LR:
+        raise SystemExit(f"opt= takes adam or sgd, got {config.optimizer!r}")
+    return config
+
+
+def _random_windows(rows, length, n, vocab):
+    """n (inputs, targets) pairs of random token ids below ``vocab``, each (rows, length) int32,
+    the same in every worker."""
     import tensorflow as tf
 
     gen = tf.random.Generator.from_seed(1)
     def ids():
-        return gen.uniform((rows, length), 0, V, tf.int32)
+        return gen.uniform((rows, length), 0, vocab, tf.int32)
 
     return [(ids(), ids()) for _ in range(n)]
 
 
-def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
+def _tf_worker(variant, config, threads, inter_op):
     """Returns step(): one training step with the TensorFlow variant, synchronised."""
     import tensorflow as tf
 
@@ -60,6 +108,8 @@ def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
 
     from charlm.nn.kernels import rnn_sequence
 
+    cell, layers, hidden, batch = config.cell, config.layers, config.hidden, config.batch
+    V, E, T = config.vocab, config.embedding, config.bptt
     layer_cls = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU,
                  "rnn": keras.layers.SimpleRNN}[cell]
     n_states = 2 if cell == "lstm" else 1
@@ -73,7 +123,8 @@ def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     dense.build((batch, T, hidden))
     variables = emb.trainable_variables + dense.trainable_variables + [
         v for layer in rnns for v in layer.trainable_variables]
-    opt = keras.optimizers.Adam(learning_rate=2e-3)
+    opt_cls = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[config.optimizer]
+    opt = opt_cls(learning_rate=LR[config.optimizer])
     opt.build(variables)
     states = [[tf.Variable(tf.zeros((batch, hidden)), trainable=False) for _ in range(n_states)]
               for _ in rnns]
@@ -103,7 +154,7 @@ def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
                 s.assign(f)
         return loss
 
-    data = _random_windows(batch, T, 4)
+    data = _random_windows(batch, T, 4, V)
     counter = [0]
 
     def step():
@@ -114,7 +165,7 @@ def _tf_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     return step
 
 
-def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
+def _charlm_worker(variant, config, threads, inter_op):
     """Returns step(): one window through charlm's own compiled steps, as ``charlm train`` runs it
     (variant "charlm"), or one window of evaluation as ``charlm eval`` runs it ("charlm_eval")."""
     # charlm's backend first, as `charlm train` starts: it sets the environment TensorFlow and
@@ -126,24 +177,27 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op)
-    from charlm.config import ModelConfig, TrainConfig
-    from charlm.config import StreamSettings
-    from charlm.evaluate import TokenScorer
+    from charlm.config import ModelConfig, StreamSettings, TrainConfig
+    from charlm.data.tokenizers import CharTokenizer
+    from charlm.evaluate import TokenScorer, pass_window
     from charlm.nn.lm import LanguageModel
     from charlm.nn.model import build_model
-    from charlm.data.tokenizers import CharTokenizer
     from charlm.training.steps import CompiledSteps
 
+    V, T, batch = config.vocab, config.bptt, config.batch
     keras.utils.set_random_seed(0)
-    model_config = ModelConfig(cell=cell, layers=layers, hidden=hidden, embedding=E)
+    model_config = ModelConfig(cell=config.cell, layers=config.layers, hidden=config.hidden,
+                               embedding=config.embedding)
     model = build_model(model_config, V)
     counter = [0]
     if variant == "charlm_eval":
-        # The shape `charlm eval` reads a long text in, whatever the training batch.
-        rows, window = StreamSettings().streams, StreamSettings().window
+        # The shape `charlm eval` reads a long text in, whatever the training batch: its default
+        # streams, in windows as long as its bound on the logits allows.
+        rows = StreamSettings().streams
+        window = pass_window(rows, V)
         tokenizer = CharTokenizer([f"{i}" if i < 10 else chr(0x100 + i) for i in range(V)])
         scorer = TokenScorer(LanguageModel(model, tokenizer, model_config))
-        data = [(x.numpy(), y.numpy()) for x, y in _random_windows(rows, window, 2)]
+        data = [(x.numpy(), y.numpy()) for x, y in _random_windows(rows, window, 2, V)]
         eval_states = [None]
 
         def eval_step():
@@ -154,8 +208,10 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
 
         eval_step.tokens = rows * window
         return eval_step
-    data = _random_windows(batch, T, 4)
-    trainer = CompiledSteps(model, model_config, TrainConfig(batch_size=batch, bptt=T, clipnorm=CLIP))
+    data = _random_windows(batch, T, 4, V)
+    train_config = TrainConfig(batch_size=batch, bptt=T, clipnorm=CLIP, optimizer=config.optimizer,
+                               lr=LR[config.optimizer])
+    trainer = CompiledSteps(model, model_config, train_config)
     states = [trainer.zero_states(batch)]
 
     def step():
@@ -167,10 +223,12 @@ def _charlm_worker(variant, cell, layers, hidden, batch, threads, inter_op):
     return step
 
 
-def _torch_worker(cell, layers, hidden, batch, threads):
+def _torch_worker(config, threads):
     """Returns step(): one training step with torch.nn.{LSTM,GRU,RNN}."""
     import torch
 
+    cell, layers, hidden, batch = config.cell, config.layers, config.hidden, config.batch
+    V, E, T = config.vocab, config.embedding, config.bptt
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     rnn_cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
@@ -178,7 +236,8 @@ def _torch_worker(cell, layers, hidden, batch, threads):
     rnn = rnn_cls(E, hidden, num_layers=layers, batch_first=True)
     fc = torch.nn.Linear(hidden, V)
     params = list(emb.parameters()) + list(rnn.parameters()) + list(fc.parameters())
-    opt = torch.optim.Adam(params, lr=2e-3)
+    opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[config.optimizer]
+    opt = opt_cls(params, lr=LR[config.optimizer])
     loss_fn = torch.nn.CrossEntropyLoss()
     zeros = torch.zeros(layers, batch, hidden)
     hidden_state = [(zeros, zeros.clone()) if cell == "lstm" else zeros]
@@ -205,15 +264,16 @@ def _torch_worker(cell, layers, hidden, batch, threads):
 
 
 def _worker(args):
-    """Serves 'N' on stdin: runs N steps, answers 'wall_s cpu_s tokens' on stdout."""
-    cell, layers, hidden, batch = _parse_config(args.worker_config)
+    """Serves 'N' on stdin: runs N steps, answers 'wall_s cpu_s tokens peak_rss_bytes' on
+    stdout."""
+    config = _parse_config(args.worker_config)
     if args.worker == "torch":
-        step = _torch_worker(cell, layers, hidden, batch, args.threads)
+        step = _torch_worker(config, args.threads)
     elif args.worker.startswith("charlm"):
-        step = _charlm_worker(args.worker, cell, layers, hidden, batch, args.threads, args.inter_op)
+        step = _charlm_worker(args.worker, config, args.threads, args.inter_op)
     else:
-        step = _tf_worker(args.worker, cell, layers, hidden, batch, args.threads, args.inter_op)
-    tokens = getattr(step, "tokens", batch * T)  # per step: B x T, or an evaluation window's
+        step = _tf_worker(args.worker, config, args.threads, args.inter_op)
+    tokens = getattr(step, "tokens", config.batch * config.bptt)  # per step: B x T, or an evaluation window's
     out = sys.stdout
     sys.stdout = sys.stderr  # keep library chatter off the protocol channel
     for line in sys.stdin:
@@ -222,12 +282,8 @@ def _worker(args):
         for _ in range(n):
             step()
         wall, cpu_s = time.perf_counter() - start, time.process_time() - cpu
-        print(wall, cpu_s, n * tokens, file=out, flush=True)
-
-
-def _parse_config(text):
-    cell, layers, hidden, batch = text.split(":")
-    return cell, int(layers), int(hidden), int(batch)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
+        print(wall, cpu_s, n * tokens, peak, file=out, flush=True)
 
 
 class _Worker:
@@ -248,7 +304,8 @@ class _Worker:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("worker died")
-        wall, cpu, tokens = line.split()
+        wall, cpu, tokens, peak = line.split()
+        self.peak_rss = int(peak)
         return float(wall), float(cpu), int(tokens)
 
     def close(self):
@@ -261,7 +318,7 @@ def _bench_config(config, variants, args):
     """Interleaved rounds over the variants.
 
     Returns ({variant: first-step seconds}, {variant: [tokens per wall second, per round]},
-    {variant: [tokens per process CPU second, per round]})."""
+    {variant: [tokens per process CPU second, per round]}, {variant: peak RSS in bytes})."""
     workers = {}
     for v in variants:
         workers[v] = _Worker(v, config, args)
@@ -276,10 +333,11 @@ def _bench_config(config, variants, args):
                 wall, cpu, tokens = w.run(args.steps)
                 rates[v].append(tokens / wall)
                 cpu_rates[v].append(tokens / cpu)
+        peaks = {v: w.peak_rss for v, w in workers.items()}
     finally:
         for w in workers.values():
             w.close()
-    return first, rates, cpu_rates
+    return first, rates, cpu_rates, peaks
 
 
 def _matmul_ceiling(threads):
@@ -313,7 +371,7 @@ def _matmul_ceiling(threads):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
-                        help="comma-separated cell:layers:hidden:batch")
+                        help="comma-separated cell:layers:hidden:batch[:V=..][:E=..][:T=..][:opt=..]")
     parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=8, help="training steps per measurement")
@@ -334,21 +392,22 @@ def main():
         except ImportError:
             print("torch not installed: skipping the torch variant")
             variants.remove("torch")
-    print(f"T={T} E={E} V={V}, clip {CLIP}, Adam; intra-op threads {args.threads}, "
+    print(f"clip {CLIP}; intra-op threads {args.threads}, "
           f"TF inter-op threads {args.inter_op}; {args.rounds} rounds x {args.steps} steps")
     ceiling = _matmul_ceiling(args.threads)
     print("matmul GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()))
     print("wall: median tokens/s [min-max]; cpu: median tokens per process CPU-second (less "
           "sensitive to other load, but spinning thread pools count as work)")
     for config in args.configs.split(","):
-        first, rates, cpu_rates = _bench_config(config, variants, args)
-        print(f"\n{config} (cell:layers:hidden:batch)")
+        first, rates, cpu_rates, peaks = _bench_config(config, variants, args)
+        print(f"\n{_parse_config(config).label()}")
         for name, table in (("wall", rates), ("cpu", cpu_rates)):
             med = {v: statistics.median(r) for v, r in table.items()}
             for v in variants:
                 ratios = [f"{med[v] / med[ref]:.2f}x {ref}" for ref in ("keras", "torch")
                           if ref in med and v != ref]
-                extra = f" first step {first[v]:.1f}s" if name == "wall" else ""
+                extra = (f" first step {first[v]:.1f}s, peak RSS {peaks[v] / 2**20:,.0f} MiB"
+                         if name == "wall" else "")
                 print(f"  {name:4s} {v:10s} {med[v]:8.0f} [{min(table[v]):.0f}-"
                       f"{max(table[v]):.0f}]  {', '.join(ratios)}{extra}")
         sys.stdout.flush()
