@@ -14,7 +14,7 @@ from charlm.config import ModelConfig
 from charlm.data.tokenizers import build_tokenizer
 from charlm.errors import CharlmError
 from charlm.inspect.ablation import Ablator, group_name, parse_unit, scaled_units
-from charlm.inspect.ablation_study import ablation_study
+from charlm.inspect.ablation_study import _spearman, ablation_study
 from charlm.inspect.attribution import margin_gradients
 from charlm.nn.lm import LanguageModel
 from charlm.nn.model import build_model
@@ -186,9 +186,9 @@ def test_every_reported_accuracy_equals_scoring_a_zeroed_copy():
     items = suite_items()
     units = [(0, 1), (1, 2), (1, 4)]
     result = ablation_study(lm, items, units=units, random_units=4, random_sets=1, seed=2)
+    assert result["method"]["kind"] == "given"
     intact = run_agreement(lm, loaded=Loaded(items, [], ["suite"]))
     assert result["baseline"]["accuracy"] == pytest.approx(intact.summary["accuracy"])
-    assert result["method"]["kind"] == "given"
 
     copy = ZeroedCopy(lm, items)
 
@@ -200,6 +200,8 @@ def test_every_reported_accuracy_equals_scoring_a_zeroed_copy():
         return np.mean([s.ok for s in scored]), {g: np.mean(v) for g, v in groups.items()}
 
     base_groups = {g: v["accuracy"] for g, v in result["baseline"]["groups"].items()}
+    _, intact_groups = outcome([])
+    assert base_groups == pytest.approx(intact_groups)
     effects = {}
     for entry in result["units"]:
         accuracy, groups = outcome([(entry["layer"] - 1, entry["unit"])])
@@ -223,9 +225,14 @@ def test_every_reported_accuracy_equals_scoring_a_zeroed_copy():
             assert entry["z"] == pytest.approx((entry["effect"] - np.mean(null)) / np.std(null))
         assert entry["as_harmful"] == pytest.approx(np.mean(np.array(null) <= entry["effect"]))
     ranked = [(u["layer"] - 1, u["unit"]) for u in result["units"]]
-    for k, top in zip(result["cumulative"]["k"], result["cumulative"]["top"]):
+    cumulative = result["cumulative"]
+    assert cumulative["k"] == [1, 2, 3]
+    for k, top, random, drawn in zip(cumulative["k"], cumulative["top"], cumulative["random"],
+                                     cumulative["random_units"]):
         assert top["accuracy"] == pytest.approx(outcome(ranked[:k])[0])
-    assert result["cumulative"]["k"] == [1, 2, 3]
+        (chosen,) = drawn  # one random set
+        assert len({tuple(u) for u in chosen}) == k
+        assert random == [pytest.approx(outcome([(layer - 1, unit) for layer, unit in chosen])[0])]
     for layer in result["layers_ablated"]:
         every = [(layer["layer"] - 1, j) for j in range(lm.config.hidden)]
         assert layer["accuracy"] == pytest.approx(outcome(every)[0])
@@ -244,6 +251,16 @@ def test_auto_ablates_every_unit_within_the_budget_else_the_attributions_top_k()
     chosen = {(u["layer"] - 1, u["unit"]) for u in ranked["units"]}
     threshold = np.sort(scores.ravel())[-4]
     assert chosen == {(l, j) for l, j in zip(*np.nonzero(scores >= threshold))}
+    # Each score: the largest estimated mean margin loss, dM_g/ds / n_g, over the groups (all under 20 items).
+    ablator = Ablator(lm, items)
+    gradients = margin_gradients(lm, ablator.scorer, ablator.items, ablator.group_of, len(ablator.groups))
+    np.testing.assert_allclose(scores, (gradients / ablator.sizes[:, None, None]).max(axis=0), rtol=1e-6)
+    measured = {(u["layer"] - 1, u["unit"]): u["effect"] for u in ranked["units"]}
+    for (layer, unit), effect in zip(ranked["null"]["units"], ranked["null"]["effects"]):
+        measured[(layer - 1, unit)] = effect
+    units = sorted(measured)
+    assert ranked["attribution"]["spearman"] == pytest.approx(
+        _spearman([scores[u] for u in units], [-measured[u] for u in units]))
     assert len(ranked["null"]["effects"]) == 5 and ranked["null"]["kind"] == "random units"
     assert ranked["cumulative"]["k"] == [1, 2, 4]
     # The same units' effects as in the full sweep: an ablation does not depend on what else was ablated.
@@ -310,3 +327,10 @@ def test_no_scorable_item_is_one_error():
     unknown = Item("suite", 1, "ĳs", "ĳz", "the dog", "", "simple", 0, "sg", 1)  # a character outside the vocabulary
     with pytest.raises(CharlmError, match="no agreement item could be scored"):
         Ablator(lm, [unknown])
+
+
+def test_spearman_worked_by_hand():
+    assert _spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)  # 1 - 6 * 2 / (4 * 15)
+    # Ties share their mean rank: ranks [0.5, 0.5, 2, 3] against [0, 1, 2, 3].
+    assert _spearman([5, 5, 7, 9], [1, 2, 3, 4]) == pytest.approx(np.corrcoef([0.5, 0.5, 2, 3], [0, 1, 2, 3])[0, 1])
+    assert _spearman([1, 1, 1], [1, 2, 3]) is None

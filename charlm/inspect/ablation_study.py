@@ -58,7 +58,7 @@ def ablation_study(lm, items, skips=(), *, units=None, mode: str = "auto", top_k
         started, step = time.perf_counter(), max(1, len(todo) // 10)
         for done, unit in enumerate(todo, 1):
             effects[unit] = ablator.correct([unit])
-            if done % step == 0 and done < len(todo):
+            if done % step == 0 and TIMING_PASSES < done < len(todo):
                 left = (time.perf_counter() - started) / done * (len(todo) - done)
                 log(f"{what}: {done}/{len(todo)} units ablated, about {_duration(left)} left")
 
@@ -156,15 +156,17 @@ def _attribution_scores(gradients, sizes, rank_by) -> np.ndarray:
 
 def _cumulative(ablator, ranked, every, random_sets, rng) -> dict:
     """Accuracy with the first k ranked units ablated together, k = 1, 2, 4, ... len(ranked),
-    and with ``random_sets`` random sets of k units."""
+    and with ``random_sets`` random sets of k units (``random_units``: [layer (1-based), unit]
+    of each set)."""
     ks = sorted({*(2 ** p for p in range(len(ranked).bit_length()) if 2 ** p <= len(ranked)), len(ranked)} - {0})
-    top, random = [], []
+    top, random, drawn = [], [], []
     for k in ks:
         accuracy, groups = ablator.accuracy(ablator.correct(ranked[:k]))
         top.append({"accuracy": accuracy, "groups": dict(zip(ablator.groups, groups.tolist()))})
         sets = [[every[i] for i in rng.choice(len(every), size=k, replace=False)] for _ in range(random_sets)]
         random.append([ablator.accuracy(ablator.correct(units))[0] for units in sets])
-    return {"k": ks, "top": top, "random": random}
+        drawn.append([[[layer + 1, unit] for layer, unit in units] for units in sets])
+    return {"k": ks, "top": top, "random": random, "random_units": drawn}
 
 
 def _spearman(a, b) -> float | None:

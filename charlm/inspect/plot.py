@@ -159,7 +159,7 @@ def plot_ablation(result: dict, path, title: str | None = None, shown: int = 16)
     method = result["method"]["kind"]
     figure.suptitle(title or f"{result['cell'].upper()} {result['layers']}x{result['hidden']}: units ablated "
                              f"({method}) on {result['n']:,} items"
-                    + (f"; traces: {traces['condition']}" if traces else ""))
+                    + (f"; traces: {traces['condition']} (the words of one of its items)" if traces else ""))
     return save_figure(figure, path)
 
 
