@@ -1,4 +1,5 @@
-"""Pictures of what the inspection tools measure: gate saturation and feature correlations."""
+"""Pictures of what the inspection tools measure: gate saturation, feature correlations, gradient curves
+and unit ablation."""
 
 from __future__ import annotations
 
