@@ -44,6 +44,24 @@ def test_release_files_load_and_compute_what_that_release_computed(name):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
+def test_version_1_files_read_the_version_2_settings_as_their_defaults(name):
+    from charlm.nn.modelfile import read_record
+
+    assert read_record(RELEASE / f"{name}.keras")["format_version"] == 1
+    lm = charlm.load(RELEASE / f"{name}.keras")
+    assert lm.config.tie_weights is False
+    if lm.tokenizer.kind == "word":
+        rules = lm.tokenizer.rules
+        assert (rules.lowercase, rules.split_punctuation, rules.numbers_token) == (False, False, None)
+
+
+def test_new_files_are_format_version_2(tiny_model_path):
+    from charlm.nn.modelfile import read_record
+
+    assert FORMAT_VERSION == 2 and read_record(tiny_model_path)["format_version"] == 2
+
+
+@pytest.mark.parametrize("name", list(MODELS))
 def test_info_describes_release_files(name):
     cell, kind = MODELS[name]
     result = invoke("info", RELEASE / f"{name}.keras")

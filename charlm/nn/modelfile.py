@@ -8,8 +8,12 @@ the plain model; :func:`charlm.nn.lm.load` gives back the model with its tokeniz
 
 This module reads and writes that member without importing TensorFlow, so that ``charlm
 info`` stays fast. ``format_version`` counts changes to the settings recorded there: a
-renamed or removed field raises it, and :func:`read_record` maps the older versions it knows
-onto the current one.
+renamed or removed field raises it, and so does a new one (an older charlm refuses settings it
+does not know, and should say "upgrade" instead); :func:`read_record` maps the older versions it
+knows onto the current one. Version 2 added ``tie_weights`` to the model's settings and the word
+rules (``lowercase``, ``split_punctuation``, ``numbers_token``, ``min_count``) to the
+tokenizer's; a version-1 file has none of them and reads with their defaults, which are what
+version 1 did.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from charlm.nn.safety import check_archive, check_zip
 
 MEMBER = "charlm.json"
 FORMAT = "charlm-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def make_record(tokenizer_config: dict, model_config: dict, info: dict, versions: dict) -> dict:
