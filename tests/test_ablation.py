@@ -1,6 +1,8 @@
 """Unit ablation: zeroing a unit's outgoing rows equals a NumPy forward pass that forces its h
 to 0 at every step; every accuracy the study reports equals scoring a separately zeroed copy of
-the model; the gradient attribution equals finite differences."""
+the model; the gradient attribution equals finite differences. Models whose output is tied to
+their embedding are ablated through an untied copy with the same logits, their embedding
+untouched."""
 
 from __future__ import annotations
 
@@ -13,11 +15,11 @@ from charlm.agreement.scoring import ItemScorer, run_agreement
 from charlm.config import ModelConfig
 from charlm.data.tokenizers import build_tokenizer
 from charlm.errors import CharlmError
-from charlm.inspect.ablation import Ablator, group_name, parse_unit, scaled_units
+from charlm.inspect.ablation import Ablator, group_name, parse_unit, scaled_units, untied
 from charlm.inspect.ablation_study import _spearman, ablation_study
 from charlm.inspect.attribution import margin_gradients
 from charlm.nn.lm import LanguageModel
-from charlm.nn.model import build_model
+from charlm.nn.model import build_model, recurrent_layers
 
 SINGULAR = ["key", "dog", "actor", "coin", "bird", "story"]
 PLURAL = ["keys", "dogs", "actors", "coins", "birds", "stories"]
@@ -39,15 +41,17 @@ def suite_items() -> list:
     return items
 
 
-def random_lm(cell: str = "lstm", layers: int = 2, hidden: int = 6, scale: float = 2.0, seed: int = 5):
+def random_lm(cell: str = "lstm", layers: int = 2, hidden: int = 6, scale: float = 2.0, seed: int = 5,
+              embedding: int = 4, tied: bool = False):
     """An untrained model over the suite's characters with large random weights, so that its
-    decisions depend on the context and ablations flip them."""
+    decisions depend on the context and ablations flip them. ``tied``: its output is its
+    embedding (after a projection H -> E where ``hidden`` != ``embedding``)."""
     text = "".join(f"{item.prefix} {item.correct} {item.wrong}{item.after}\n" for item in suite_items())
     tokenizer = build_tokenizer("char", text)
-    config = ModelConfig(cell=cell, layers=layers, hidden=hidden, embedding=4)
+    config = ModelConfig(cell=cell, layers=layers, hidden=hidden, embedding=embedding, tie_weights=tied)
     model = build_model(config, tokenizer.vocab_size)
     rng = np.random.default_rng(seed)
-    for weight in model.weights:
+    for weight in model.trainable_weights:  # not a tied model's constant 1 (output_one)
         weight.assign(rng.normal(0, scale, weight.shape).astype("float32"))
     return LanguageModel(model, tokenizer, config)
 
@@ -82,16 +86,30 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def numpy_logits(lm, ids, forced=(), zero_c: bool = False) -> np.ndarray:
+def numpy_output(model) -> tuple:
+    """The output layer read by hand from the model's layers, (kernel (H, V), bias (V,)) float64:
+    the Dense ``logits`` layer's, or a tied model's [P·]Eᵀ and output bias."""
+    names = {layer.name for layer in model.layers}
+    if "output_bias" not in names:
+        kernel, bias = model.get_layer("logits").get_weights()
+        return kernel.astype(np.float64), bias.astype(np.float64)
+    (embedding,) = model.get_layer("embedding").get_weights()  # (V, E)
+    kernel = embedding.T.astype(np.float64)
+    if "projection" in names:
+        kernel = model.get_layer("projection").get_weights()[0].astype(np.float64) @ kernel  # (H, E)·(E, V)
+    return kernel, model.get_layer("output_bias").get_weights()[0][0].astype(np.float64)
+
+
+def numpy_logits(lm, ids, forced=(), zero_c: bool = False, scale: float = 0.0) -> np.ndarray:
     """Logits (T, V) for one sequence of token ids from zero states, in float64, with h[j] of
     every (layer, j) in ``forced`` set to 0 after every step, before anything reads it (an
-    LSTM's c[j] too with ``zero_c``)."""
-    weights = [w.astype(np.float64) for w in lm.model.get_weights()]
-    embedding, rest = weights[0], weights[1:]
+    LSTM's c[j] too with ``zero_c``). ``scale``: h[j] multiplied by it instead; in an LSTM or a
+    SimpleRNN, whose h is read by weight rows alone, that scales the unit's outgoing rows."""
+    (embedding,) = lm.model.get_layer("embedding").get_weights()
     cell, hidden = lm.config.cell, lm.config.hidden
-    x = embedding[ids]  # (T, E)
-    for layer in range(lm.config.layers):
-        w, u, b = rest[3 * layer : 3 * layer + 3]
+    x = embedding.astype(np.float64)[ids]  # (T, E)
+    for layer, rnn in enumerate(recurrent_layers(lm.model)):
+        w, u, b = (weight.astype(np.float64) for weight in rnn.cell.get_weights())
         dead = [j for l, j in forced if l == layer]
         h, c, out = np.zeros(hidden), np.zeros(hidden), []
         for x_t in x:
@@ -100,7 +118,7 @@ def numpy_logits(lm, ids, forced=(), zero_c: bool = False) -> np.ndarray:
                 i, f, g, o = (z[k * hidden : (k + 1) * hidden] for k in range(4))
                 c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
                 if zero_c:
-                    c[dead] = 0.0
+                    c[dead] *= scale
                 h = _sigmoid(o) * np.tanh(c)
             elif cell == "gru":  # Keras' reset_after layout: bias (2, 3H) = [input; recurrent]
                 xz, hz = x_t @ w + b[0], h @ u + b[1]
@@ -111,11 +129,11 @@ def numpy_logits(lm, ids, forced=(), zero_c: bool = False) -> np.ndarray:
             else:
                 h = np.tanh(x_t @ w + h @ u + b)
             h = h.copy()
-            h[dead] = 0.0
+            h[dead] *= scale
             out.append(h)
         x = np.array(out)
-    dense_w, dense_b = rest[-2:]
-    return x @ dense_w + dense_b
+    kernel, bias = numpy_output(lm.model)
+    return x @ kernel + bias
 
 
 @pytest.mark.slow
@@ -149,6 +167,89 @@ def test_weights_are_restored_after_an_error():
         raise RuntimeError
     for weight, saved in zip(lm.model.get_weights(), before):
         np.testing.assert_array_equal(weight, saved)
+
+
+# ---- tied models: ablated through an untied copy ----------------------------------------------
+
+TIED = [(5, 5), (6, 4)]  # (hidden, embedding): the embedding itself is the output; a projection 6 -> 4 first
+
+
+def numpy_margins(lm, scorer, items, forced=(), scale: float = 0.0) -> np.ndarray:
+    """(items,) log p(correct) - log p(wrong) of each item from :func:`numpy_logits` (``forced``
+    units' h times ``scale``), the tokens scored being those ``scorer`` scores."""
+    margins = []
+    for item in items:
+        (good, start), (bad, _) = scorer.encode(item)[0]
+        sums = []
+        for ids in (good, bad):
+            logits = numpy_logits(lm, ids, forced, scale=scale)  # logits[t] predicts ids[t + 1]
+            logp = logits - logits.max(axis=1, keepdims=True)
+            logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+            sums.append(sum(logp[t - 1, ids[t]] for t in range(start, len(ids))))
+        margins.append(sums[0] - sums[1])
+    return np.array(margins)
+
+
+@pytest.mark.parametrize("hidden, embedding", TIED)
+def test_the_untied_copy_of_a_tied_model_has_its_logits(hidden, embedding):
+    lm = random_lm(hidden=hidden, embedding=embedding, tied=True, scale=0.5)
+    copy = untied(lm)
+    assert not copy.config.tie_weights and "logits" in [layer.name for layer in copy.model.layers]
+    assert (copy.tokenizer, copy.config.hidden, copy.config.embedding) == (lm.tokenizer, hidden, embedding)
+    ids = lm.tokenizer.encode("\nthe dogs near the key are here .")
+    tied_logits = lm.logits(ids[None, :])[0].numpy()[0]
+    np.testing.assert_allclose(copy.logits(ids[None, :])[0].numpy()[0], tied_logits, atol=1e-5)
+    np.testing.assert_allclose(tied_logits, numpy_logits(lm, ids), atol=1e-5)
+    assert untied(copy) is copy  # an untied model is ablated as it is
+
+
+@pytest.mark.parametrize("hidden, embedding", TIED)
+def test_ablating_a_tied_model_equals_a_forward_with_h_forced_to_zero(hidden, embedding):
+    lm = random_lm(hidden=hidden, embedding=embedding, tied=True, scale=0.5)
+    before = [w.copy() for w in lm.model.get_weights()]
+    ablator = Ablator(lm, suite_items()[:12])
+    copy = ablator.lm
+    ids = lm.tokenizer.encode("\nthe dogs near the key are here .")
+    (embedding_weights,) = lm.model.get_layer("embedding").get_weights()
+    for units in ([(0, 2)], [(1, 3)], [(1, 0), (1, hidden - 1), (0, 1)]):  # bottom, top, both
+        with scaled_units(copy, units):
+            logits = copy.logits(ids[None, :])[0].numpy()[0]
+            margins = [s.logp_correct - s.logp_wrong for s in ablator.scorer.score(ablator.items)[0]]
+            # The embedding the input reads is the tied model's, whichever unit is ablated.
+            np.testing.assert_array_equal(copy.model.get_layer("embedding").get_weights()[0], embedding_weights)
+        np.testing.assert_allclose(logits, numpy_logits(lm, ids, units), atol=1e-5)
+        assert np.abs(logits - numpy_logits(lm, ids)).max() > 1e-3  # the unit mattered
+        np.testing.assert_allclose(margins, numpy_margins(lm, ablator.scorer, ablator.items, units), atol=1e-4)
+    for weight, saved in zip(lm.model.get_weights(), before):  # the tied model is never changed
+        np.testing.assert_array_equal(weight, saved)
+    with pytest.raises(ValueError, match="untied"), scaled_units(lm, [(1, 0)]):
+        pass
+
+
+@pytest.mark.parametrize("hidden, embedding", TIED)
+def test_attribution_on_a_tied_model_equals_finite_differences(hidden, embedding):
+    """The gradient through the tied output map against central differences of the NumPy
+    forward of the tied model's own weights (h_j scaled: an LSTM's h is read by weight rows alone)."""
+    lm = random_lm(hidden=hidden, embedding=embedding, tied=True, scale=0.5, seed=7)
+    ablator = Ablator(lm, suite_items()[:12])
+    gradients = margin_gradients(lm, ablator.scorer, ablator.items, ablator.group_of, len(ablator.groups))
+    eps = 1e-4
+    for unit in [(0, 2), (1, 0), (1, hidden - 1)]:
+        up, down = (numpy_margins(lm, ablator.scorer, ablator.items, [unit], scale=1 + step) for step in (eps, -eps))
+        expected = np.bincount(ablator.group_of, (up - down) / (2 * eps), len(ablator.groups))
+        np.testing.assert_allclose(gradients[:, unit[0], unit[1]], expected, rtol=1e-3, atol=1e-4)
+    assert np.abs(gradients).max() > 0.1
+
+
+def test_an_ablation_study_of_a_tied_model_scores_what_the_numpy_forward_does():
+    lm = random_lm(hidden=6, embedding=4, tied=True, scale=0.5, seed=7)
+    items = suite_items()[:12]
+    result = ablation_study(lm, items, mode="top-k", top_k=2, random_units=2, random_sets=0)
+    assert result["method"]["kind"] == "attribution"
+    scorer = ItemScorer(lm)
+    for entry in result["units"]:
+        margins = numpy_margins(lm, scorer, items, [(entry["layer"] - 1, entry["unit"])])
+        assert entry["accuracy"] == pytest.approx(np.mean(margins > 0))
 
 
 @pytest.mark.slow

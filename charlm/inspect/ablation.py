@@ -12,6 +12,12 @@ also carries itself into its own next step through z_j h_j; that path too stays 
 Lakretz et al. (2019) zeroed a unit's recurrent and output weights but, for a first-layer unit,
 not the weights of the layer above that read it; here every reader's row is zeroed.
 
+A model whose output is tied to its embedding (``tie_weights``) has no output kernel of its own:
+its logits are h·[P·]Eᵀ + b, and the row of that map that reads a top-layer h_j is a column of the
+embedding E (where H == E), which the input side reads too. Ablation therefore works on an
+equivalent untied copy (:func:`untied`) whose output kernel is that map, computed once; the tied
+model itself, its embedding included, is never changed.
+
 Weights are changed in place, inside :func:`scaled_units`, and restored from a copy on the way
 out, so one compiled scorer (:class:`~charlm.agreement.scoring.ItemScorer`, which reads the
 variables at every call) scores every ablation.
@@ -21,13 +27,15 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 
 from charlm.agreement.formats import describe_skips
 from charlm.agreement.scoring import ItemScorer
 from charlm.errors import CharlmError
-from charlm.nn.model import recurrent_layers
+from charlm.nn.lm import LanguageModel
+from charlm.nn.model import build_model, is_tied, output_weights, recurrent_layers
 
 UNKNOWN = "unknown"
 
@@ -46,9 +54,30 @@ def parse_unit(text: str, layers: int, hidden: int) -> tuple:
     return layer - 1, unit
 
 
+def untied(lm) -> LanguageModel:
+    """``lm`` itself if its output layer is a Dense layer of its own, else (a tied model) an
+    equivalent untied copy: the same tokenizer, and settings with ``tie_weights`` False, every
+    layer's weights copied, and the Dense output layer given the tied output map
+    (:func:`charlm.nn.model.output_weights`: kernel [P·]Eᵀ (H, V), bias b), so that its logits
+    are the tied model's."""
+    if not is_tied(lm.model):
+        return lm
+    config = replace(lm.config, tie_weights=False)
+    model = build_model(config, lm.tokenizer.vocab_size)
+    kernel, bias = output_weights(lm.model)  # (H, V), (V,)
+    for layer in model.layers:
+        if layer.name == "logits":
+            layer.set_weights([kernel.numpy(), bias.numpy()])
+        elif layer.weights:
+            layer.set_weights(lm.model.get_layer(layer.name).get_weights())
+    return LanguageModel(model, lm.tokenizer, config, lm.info)
+
+
 def outgoing_rows(lm, units) -> list:
     """The weights that read the h of ``units`` ((layer 0-based, unit) pairs): a list of
-    (variable, sorted row indices), each variable once."""
+    (variable, sorted row indices), each variable once. ``lm`` must not be tied (see :func:`untied`)."""
+    if is_tied(lm.model):
+        raise ValueError("a tied model's output rows are its embedding's: ablate untied(lm) instead")
     rnns = recurrent_layers(lm.model)
     if len(rnns) != lm.config.layers:
         raise CharlmError(f"the model has {len(rnns)} recurrent layer(s) where its settings say {lm.config.layers}")
@@ -90,14 +119,15 @@ def group_name(item) -> str:
 class Ablator:
     """Scores a suite's items with units ablated, one compiled scorer for all of them.
 
-    Attributes: ``items`` (the items the model can score, in order), ``skips`` (the others),
+    Attributes: ``lm`` (the model ablated: :func:`untied` of the one given), ``items`` (the
+    items the model can score, in order), ``skips`` (the others),
     ``groups`` (group names, see :func:`group_name`, in first-seen order), ``group_of`` (each
     item's group index), ``base`` (which items the intact model gets right), ``seconds``
     (the last scoring pass's duration)."""
 
     def __init__(self, lm, items, skips=()):
-        self.lm = lm
-        self.scorer = ItemScorer(lm)
+        self.lm = untied(lm)
+        self.scorer = ItemScorer(self.lm)
         scored, skipped = self.scorer.score(items)
         self.skips = [*skips, *skipped]
         if not scored:

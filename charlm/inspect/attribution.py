@@ -4,8 +4,9 @@ to ablate when ablating every one would take too long.
 
 Ablating unit j of layer l multiplies its outgoing weights by 0 (see
 :func:`charlm.inspect.ablation.scaled_units`): the rows of the weights that read its h, i.e.
-layer l's recurrent kernel, the next layer's input kernel, or the output layer's kernel for the
-top layer. Scale those rows by a factor s_j instead, and the model is a smooth function of s
+layer l's recurrent kernel, the next layer's input kernel, or, for the top layer, the output
+map's kernel (:func:`charlm.nn.model.output_weights`: the Dense layer's, or a tied model's
+[P·]Eᵀ). Scale those rows by a factor s_j instead, and the model is a smooth function of s
 (s = 1 the model itself, s_j = 0 unit j ablated). For a group of items, let
 
     M(s) = sum over the group's items of (log p(correct | prefix) - log p(wrong | prefix)),
@@ -29,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from charlm.nn.kernels import rnn_sequence
-from charlm.nn.model import recurrent_layers
+from charlm.nn.model import output_weights, recurrent_layers
 from charlm.runtime import import_keras
 
 import_keras()
@@ -74,7 +75,7 @@ def _gradient_function(lm):
     compiled once for any B and T."""
     config, model = lm.config, lm.model
     embedding = model.get_layer("embedding").embeddings
-    rnns, dense = recurrent_layers(model), model.get_layer("logits")
+    rnns = recurrent_layers(model)
     ids = tf.TensorSpec((None, None), tf.int32)
 
     @tf.function(input_signature=[ids, ids, tf.TensorSpec((None, None), tf.float32)])
@@ -94,8 +95,8 @@ def _gradient_function(lm):
                 recurrent = tf.convert_to_tensor(cell.recurrent_kernel) * scale[i][:, None]
                 x, _ = rnn_sequence(config.cell, x, [zeros] * config.states_per_layer, kernel, recurrent,
                                     cell.bias, embedding=embedding if i == 0 else None)  # (B, T, H)
-            output = tf.convert_to_tensor(dense.kernel) * scale[-1][:, None]
-            logits = tf.matmul(x, output) + dense.bias  # (B, T, V)
+            kernel, bias = output_weights(model)  # (H, V), (V,): read at each call, as the weights are now
+            logits = tf.matmul(x, kernel * scale[-1][:, None]) + bias  # (B, T, V)
             logp = -tf.nn.sparse_softmax_cross_entropy_with_logits(targets, logits)
             margin = tf.reduce_sum(weights * logp)
         return tape.gradient(margin, scale)
