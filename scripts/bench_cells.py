@@ -177,19 +177,25 @@ def plot(report: dict, path: Path) -> Path:
             norm = curve["norm"]
             axes[3].semilogy(range(len(norm)), [n / norm[0] for n in norm], color=f"C{k}",
                              ls="-" if curve["layer"] == 1 else "--", label=f"{NAMES[cell]} layer {curve['layer']}")
+    axes[3].set_ylim(1e-8, 2)
     axes[3].set_xlabel("lag (tokens)")
     axes[3].set_ylabel("|dlog p / dh|, relative to lag 0")
     axes[3].legend(fontsize=7)
     for k, (cell, r) in enumerate(cells.items()):
-        labels = list(r["probe_by_position"])
+        labels = [_short_position(label) for label in r["probe_by_position"]]
         axes[4].plot(range(len(labels)), list(r["probe_by_position"].values()), "o-", color=f"C{k}", label=NAMES[cell])
         axes[4].set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     axes[4].set_ylim(0.4, 1.02)
-    axes[4].set_ylabel("number probe accuracy, best layer and value")
+    axes[4].set_ylabel("number probe, best layer and value")
     axes[4].legend()
     figure.suptitle(f"SimpleRNN, LSTM and GRU, 2 x 256, {report['minutes']:g} minutes each on the bundled corpus")
     figure.tight_layout()
     return save_figure(figure, path)
+
+
+def _short_position(label: str) -> str:
+    """"between subject and verb, 0-25% of the way" -> "0-25%"; other labels as they are."""
+    return label.split(", ")[1].replace(" of the way", "") if label.startswith("between") else label
 
 
 def main():
@@ -199,7 +205,14 @@ def main():
     parser.add_argument("--out", help="Directory to keep the runs in (default: a temporary one).")
     parser.add_argument("--plot", help="The figure's PNG (default: cells.png in --out, none without --out).")
     parser.add_argument("--json", action="store_true", help="Print the figures as one JSON object.")
+    parser.add_argument("--replot", help="Draw --plot (and print the table) from a --json report instead of training.")
     args = parser.parse_args()
+    if args.replot:
+        report = json.loads(Path(args.replot).read_text())
+        if args.plot:
+            plot(report, Path(args.plot))
+        print(table(report))
+        return
     cells = [c.strip() for c in args.cells.split(",")]
     if not set(cells) <= set(CELLS):
         raise SystemExit(f"bench: --cells takes {', '.join(CELLS)}")
