@@ -111,6 +111,9 @@ def charlm_worker(args, shared):
              start=start_ids(lm.tokenizer))
     started = time.perf_counter()
     result = evaluate(lm, test_text)
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        lm.save(args.keep / "model.keras")  # the model as evaluated, for charlm agree and the rest
     return {
         "steps": summary["steps"],
         "vocab_size": lm.tokenizer.vocab_size,
@@ -250,6 +253,7 @@ def main():
     parser.add_argument("--tie-weights", action="store_true", help="the decoder is the embedding")
     parser.add_argument("--skip", type=int, default=5, help="first steps left out of tokens/s")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch's threads")
+    parser.add_argument("--keep", type=Path, help="Folder to keep charlm's trained model in (model.keras).")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", choices=["charlm", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--shared", help=argparse.SUPPRESS)
