@@ -13,7 +13,9 @@ word_language_model recipe: SGD at learning rate 20, global-norm clipping at 0.2
              the layers), dropout, ``nn.Linear`` decoder; cross-entropy, ``clip_grad_norm_``,
              the same optimizer, learning rate and clipping; states detached between windows
 
-Both train on the same token ids in the same windows: charlm's training split (the text less
+Both start from the same weights (charlm's initial ones, given to the peer; `--torch-init` for
+word_language_model's own initialisation, which SGD at rate 20 was tuned with) and train on the
+same token ids in the same windows: charlm's training split (the text less
 its last ``--val-fraction`` for charlm's validation) laid out in charlm's B streams, a fresh
 state at each epoch's start. Both are evaluated through ``charlm.evaluate.stream_logprobs``
 (the same tokens, the same parallel pieces and warm-up, ``<eol>`` as the start context), so
@@ -22,7 +24,7 @@ one after the other; tokens/s is over the training steps after the first ``--ski
 include compilation), without charlm's validation passes; peak memory is the process's peak
 resident set size at the end of training (PyTorch's before it loads TensorFlow to evaluate).
 
-    python scripts/bench_word.py                 # 300 steps each (about 10 minutes on 2 cores)
+    python scripts/bench_word.py                 # 300 steps each (10-15 minutes on 2 quiet cores)
     python scripts/bench_word.py --steps 5 --json
 """
 
@@ -80,6 +82,8 @@ def charlm_worker(args, shared):
             self.steps, self.pauses, self.losses = [], [], []
 
         def on_train_begin(self, run):
+            self.initial = {layer.name: [w.copy() for w in layer.get_weights()] for layer in run.lm.model.layers
+                            if layer.get_weights()}
             self.steps.append(time.perf_counter())
 
         def on_step_end(self, run, step, logs):
@@ -106,9 +110,10 @@ def charlm_worker(args, shared):
     run = clock.run
     lm, batches = run.lm, run.data.train
     test_text = args.test.read_text(encoding="utf-8")
+    initial = {f"init/{name}/{k}": w for name, weights in clock.initial.items() for k, w in enumerate(weights)}
     np.savez(shared, streams=batches.streams, bptt=batches.bptt, vocab_size=lm.tokenizer.vocab_size,
              pad_id=lm.tokenizer.pad_id, test_ids=lm.tokenizer.encode(test_text),
-             start=start_ids(lm.tokenizer))
+             start=start_ids(lm.tokenizer), **initial)
     started = time.perf_counter()
     result = evaluate(lm, test_text)
     if args.keep:
@@ -156,6 +161,29 @@ def torch_word_model(vocab, hidden, layers, dropout, tie):
     return RNNModel()
 
 
+def load_keras_init(model, data):
+    """Give the PyTorch peer charlm's initial weights: the embedding, each LSTM layer (Keras'
+    kernel (E, 4H), recurrent kernel (H, 4H) and bias (4H,), gates i, f, g, o in PyTorch's order
+    too: transposed, the bias as b_ih with b_hh 0) and the decoder (Keras' kernel (H, V))."""
+    import torch
+
+    def weight(name, k):
+        return torch.from_numpy(data[f"init/{name}/{k}"].copy())
+
+    with torch.no_grad():
+        model.encoder.weight.copy_(weight("embedding", 0))
+        for layer in range(model.rnn.num_layers):
+            getattr(model.rnn, f"weight_ih_l{layer}").copy_(weight(f"lstm_{layer}", 0).T)
+            getattr(model.rnn, f"weight_hh_l{layer}").copy_(weight(f"lstm_{layer}", 1).T)
+            getattr(model.rnn, f"bias_ih_l{layer}").copy_(weight(f"lstm_{layer}", 2))
+            getattr(model.rnn, f"bias_hh_l{layer}").zero_()
+        if model.decoder.weight is model.encoder.weight:  # tied: the bias is a (1, V) Dense kernel
+            model.decoder.bias.copy_(weight("output_bias", 0)[0])
+        else:
+            model.decoder.weight.copy_(weight("logits", 0).T)
+            model.decoder.bias.copy_(weight("logits", 1))
+
+
 def torch_worker(args, shared):
     """Trains the PyTorch peer on charlm's windows, then evaluates it on the same test ids
     through charlm's stream layout; returns the figures."""
@@ -171,6 +199,8 @@ def torch_worker(args, shared):
     B = streams.shape[0]
     windows = (streams.shape[1] - 1) // T
     model = torch_word_model(V, args.hidden, 2, args.dropout, args.tie_weights)
+    if not args.torch_init:
+        load_keras_init(model, data)
     params = list(model.parameters())
     optimizer = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[args.optimizer](params, lr=args.lr)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -253,6 +283,9 @@ def main():
     parser.add_argument("--tie-weights", action="store_true", help="the decoder is the embedding")
     parser.add_argument("--skip", type=int, default=5, help="first steps left out of tokens/s")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch's threads")
+    parser.add_argument("--torch-init", action="store_true",
+                        help="Start the PyTorch peer from its own initialisation (word_language_model's) instead "
+                             "of charlm's initial weights.")
     parser.add_argument("--keep", type=Path, help="Folder to keep charlm's trained model in (model.keras).")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--worker", choices=["charlm", "torch"], help=argparse.SUPPRESS)
