@@ -61,7 +61,7 @@ def test_parallel_streams_keep_every_token(lm):
 def test_passes_bounded_by_the_logits_budget_score_the_same(lm, monkeypatch):
     """A vocabulary too large for whole windows under LOGITS_BUDGET makes the passes shorter
     (the states carried between them): every log-probability is the one of whole windows."""
-    import charlm.evaluate as evaluate
+    from charlm import evaluate
     from charlm.config import StreamSettings
 
     scorer = evaluate.TokenScorer(lm)
