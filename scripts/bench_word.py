@@ -103,6 +103,8 @@ def charlm_worker(args, shared):
                 "val_fraction": args.val_fraction, "checkpoint_every": 0, "seed": 0}
     if args.tie_weights:
         settings["tie_weights"] = True
+    if args.split_punctuation:  # so that the kept model reads BLiMP's "sketch." as "sketch ."
+        settings["split_punctuation"] = True
     with tempfile.TemporaryDirectory() as out:
         summary = charlm.train(str(args.train), out=str(Path(out) / "run"), progress=False, observers=[clock],
                                **settings)
@@ -281,6 +283,8 @@ def main():
     parser.add_argument("--clip", type=float, default=0.25, help="global gradient-norm clipping")
     parser.add_argument("--val-fraction", type=float, default=0.05, help="charlm's validation split")
     parser.add_argument("--tie-weights", action="store_true", help="the decoder is the embedding")
+    parser.add_argument("--split-punctuation", action="store_true",
+                        help="charlm's word rule (both sides train on its ids): punctuation as tokens of its own")
     parser.add_argument("--skip", type=int, default=5, help="first steps left out of tokens/s")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch's threads")
     parser.add_argument("--torch-init", action="store_true",
