@@ -14,12 +14,12 @@ warm-up), and the medians and their ratio are printed.
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_steps import start_tensorflow, time_in_turn  # noqa: E402  (the shared timing)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 CONFIGS = ("lstm:2:256:0.2", "gru:2:256:0.5")
@@ -28,9 +28,6 @@ VOCAB = 65
 
 def bench(config, args):
     """tokens/s of the uncompiled and the compiled training step for one ``cell:layers:hidden:dropout``."""
-    import numpy as np
-    import tensorflow as tf
-
     from charlm.runtime import import_keras
     from charlm.config import ModelConfig, TrainConfig
     from charlm.nn.model import build_model
@@ -41,30 +38,13 @@ def bench(config, args):
     model_config = ModelConfig(cell=cell, layers=int(layers), hidden=int(hidden), embedding=64,
                                dropout=float(dropout))
     train_config = TrainConfig(batch_size=args.batch, bptt=args.bptt, clipnorm=5.0)
-    rng = np.random.default_rng(0)
-    windows = [tf.constant(rng.integers(0, VOCAB, (args.batch, args.bptt)), tf.int32) for _ in range(4)]
-    trainers, states = {}, {}
+    trainers = {}
     for compiled in (False, True):
         keras.utils.set_random_seed(1)
         model = build_model(model_config, VOCAB)
         trainers[compiled] = CompiledSteps(model, model_config, train_config, jit_compile=compiled)
-        states[compiled] = trainers[compiled].zero_states(args.batch)
-
-    def stretch(compiled, steps):
-        trainer = trainers[compiled]
-        start = time.perf_counter()
-        for i in range(steps):
-            loss, _, states[compiled] = trainer.train_step(windows[i % 4], windows[(i + 1) % 4], states[compiled])
-        float(loss)  # wait for the last step
-        return steps * args.batch * args.bptt / (time.perf_counter() - start)
-
-    for compiled in trainers:
-        stretch(compiled, args.warmup)
-    rates = {compiled: [] for compiled in trainers}
-    for _ in range(args.rounds):
-        for compiled in trainers:
-            rates[compiled].append(stretch(compiled, args.steps))
-    uncompiled, compiled = (statistics.median(rates[c]) for c in (False, True))
+    rates = time_in_turn(trainers, VOCAB, args)
+    uncompiled, compiled = rates[False], rates[True]
     return {"config": config, "batch": args.batch, "bptt": args.bptt,
             "uncompiled_tokens_per_s": uncompiled, "compiled_tokens_per_s": compiled,
             "ratio": compiled / uncompiled}
@@ -82,13 +62,7 @@ def main():
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from charlm.runtime import import_keras
-
-    import_keras()  # first, as `charlm train` starts: it sets what TensorFlow and XLA read at start
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    start_tensorflow(args.threads)
     rows = []
     for config in args.configs.split(","):
         row = bench(config, args)

@@ -12,12 +12,12 @@ docs/training.md) on the same windows; they are timed in turn (``--rounds`` stre
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_steps import start_tensorflow, time_in_turn  # noqa: E402  (the shared timing)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 CONFIGS = ("128:128:2000", "650:650:33278")
@@ -25,9 +25,6 @@ CONFIGS = ("128:128:2000", "650:650:33278")
 
 def bench(config, args):
     """tokens/s of the untied and the tied training step for one ``hidden:embedding:vocab``."""
-    import numpy as np
-    import tensorflow as tf
-
     from charlm.config import ModelConfig, TrainConfig
     from charlm.nn.model import build_model
     from charlm.runtime import import_keras
@@ -36,30 +33,13 @@ def bench(config, args):
     keras = import_keras()
     hidden, embedding, vocab = (int(n) for n in config.split(":"))
     train_config = TrainConfig(batch_size=args.batch, bptt=args.bptt, optimizer="sgd", lr=1.0, clipnorm=0.25)
-    rng = np.random.default_rng(0)
-    windows = [tf.constant(rng.integers(0, vocab, (args.batch, args.bptt)), tf.int32) for _ in range(4)]
-    trainers, states = {}, {}
+    trainers = {}
     for tied in (False, True):
         keras.utils.set_random_seed(1)
         model_config = ModelConfig(cell="lstm", layers=2, hidden=hidden, embedding=embedding, tie_weights=tied)
         trainers[tied] = CompiledSteps(build_model(model_config, vocab), model_config, train_config)
-        states[tied] = trainers[tied].zero_states(args.batch)
-
-    def stretch(tied, steps):
-        trainer = trainers[tied]
-        start = time.perf_counter()
-        for i in range(steps):
-            loss, _, states[tied] = trainer.train_step(windows[i % 4], windows[(i + 1) % 4], states[tied])
-        float(loss)  # wait for the last step
-        return steps * args.batch * args.bptt / (time.perf_counter() - start)
-
-    for tied in trainers:
-        stretch(tied, args.warmup)
-    rates = {tied: [] for tied in trainers}
-    for _ in range(args.rounds):
-        for tied in trainers:
-            rates[tied].append(stretch(tied, args.steps))
-    untied, tied = (statistics.median(rates[t]) for t in (False, True))
+    rates = time_in_turn(trainers, vocab, args)
+    untied, tied = rates[False], rates[True]
     return {"config": config, "batch": args.batch, "bptt": args.bptt, "untied_tokens_per_s": untied,
             "tied_tokens_per_s": tied, "ratio": tied / untied}
 
@@ -76,13 +56,7 @@ def main():
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    from charlm.runtime import import_keras
-
-    import_keras()  # first, as `charlm train` starts: it sets what TensorFlow and XLA read at start
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    start_tensorflow(args.threads)
     rows = []
     for config in args.configs.split(","):
         row = bench(config, args)
