@@ -153,19 +153,36 @@ def text_logprobs(lm, text: str, settings: StreamSettings = StreamSettings(), sc
 
 
 def evaluate(lm, text: str, settings: StreamSettings = StreamSettings()) -> dict:
-    """The model's loss on ``text`` read as one stream.
+    """The model's loss on ``text`` read as one stream: :func:`text_figures`, and the
+    batching used (``streams``, ``window``, ``warmup``), ``seconds`` and ``tokens_per_s``."""
+    if not text:
+        raise CharlmError("the text to evaluate is empty")
+    started = time.perf_counter()
+    ids, logp = text_logprobs(lm, text, settings)
+    figures = text_figures(lm, text, ids, logp)
+    seconds = time.perf_counter() - started
+    streams = plan_streams(len(ids), settings)
+    return {
+        **figures,
+        "streams": streams,
+        "window": pass_window(streams, lm.tokenizer.vocab_size, settings),
+        "warmup": settings.warmup,
+        "seconds": seconds,
+        "tokens_per_s": figures["tokens"] / seconds if seconds else 0.0,
+    }
+
+
+def text_figures(lm, text: str, ids, logp) -> dict:
+    """The figures of ``text`` from the log-probability of each of its tokens ``ids``, as
+    :func:`text_logprobs` gives them (NaN: not scored).
 
     Returns ``loss`` (nats per token), ``perplexity`` (per token), ``bits_per_char``
     and ``bits_per_byte`` (total bits over the characters and UTF-8 bytes of the
     scored text), ``tokens``, ``chars``, ``bytes``, ``words`` (whitespace words plus
     line breaks, as a word model counts them), ``word_perplexity`` (exp of the total
     loss per word, comparable across char, byte and word models), ``unknown`` and
-    ``oov_rate`` (tokens outside the vocabulary), and the batching used.
+    ``oov_rate`` (tokens outside the vocabulary) and ``tokenizer``.
     """
-    if not text:
-        raise CharlmError("the text to evaluate is empty")
-    started = time.perf_counter()
-    ids, logp = text_logprobs(lm, text, settings)
     scored = ~np.isnan(logp)
     tokens = int(scored.sum())
     if tokens == 0:
@@ -174,7 +191,6 @@ def evaluate(lm, text: str, settings: StreamSettings = StreamSettings()) -> dict
     chars, nbytes, words = _counts(lm.tokenizer, text, first_unscored=not scored[0])
     unk = lm.tokenizer.unk_id
     unknown = int(np.count_nonzero(ids[scored] == unk)) if unk is not None else 0
-    seconds = time.perf_counter() - started
     loss = nats / tokens
     return {
         "loss": loss,
@@ -189,11 +205,6 @@ def evaluate(lm, text: str, settings: StreamSettings = StreamSettings()) -> dict
         "unknown": unknown,
         "oov_rate": unknown / tokens,
         "tokenizer": lm.tokenizer.kind,
-        "streams": plan_streams(len(ids), settings),
-        "window": pass_window(plan_streams(len(ids), settings), lm.tokenizer.vocab_size, settings),
-        "warmup": settings.warmup,
-        "seconds": seconds,
-        "tokens_per_s": tokens / seconds if seconds else 0.0,
     }
 
 
