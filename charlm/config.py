@@ -18,7 +18,9 @@ from charlm.data.words import WordRules
 from charlm.errors import CharlmError
 
 CELLS = ("rnn", "lstm", "gru")
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+# --weight-decay when --optimizer adamw is given without it: PyTorch's AdamW default.
+ADAMW_WEIGHT_DECAY = 0.01
 CLIP_MODES = ("global", "per-tensor")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 DEVICES = ("auto", "cpu", "gpu", "tpu")
@@ -133,6 +135,8 @@ class TrainConfig:
     clip_mode: str = "global"
     val_fraction: float = 0.05
     seed: int = 0
+    weight_decay: float | None = None  # adamw only; None there means ADAMW_WEIGHT_DECAY
+    ema: float | None = None  # decay of the weights' moving average (charlm.training.averaging); None: off
 
     def __post_init__(self):
         for name in ("batch_size", "bptt", "epochs", "lr"):
@@ -150,6 +154,21 @@ class TrainConfig:
             raise CharlmError(f"{flag('clip_mode')} must be global or per-tensor, got {self.clip_mode!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise CharlmError(f"{flag('val_fraction')} must be between 0 and 1, got {self.val_fraction}")
+        self._check_regularisation()
+
+    def _check_regularisation(self):
+        if self.optimizer == "adamw" and self.weight_decay is None:
+            object.__setattr__(self, "weight_decay", ADAMW_WEIGHT_DECAY)  # recorded in config.json as used
+        if self.weight_decay is not None:
+            if self.optimizer != "adamw":
+                raise CharlmError(f"{flag('weight_decay')} is decoupled weight decay, which needs --optimizer adamw "
+                                  f"(got --optimizer {self.optimizer})")
+            # Each step scales a weight by 1 - lr * W: at 1 or more that flips or zeroes it.
+            if not (self.weight_decay >= 0 and self.lr * self.weight_decay < 1):
+                raise CharlmError(f"{flag('weight_decay')} must be 0 or more with --lr times it below 1, "
+                                  f"got {self.weight_decay}")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise CharlmError(f"{flag('ema')} must be a decay between 0 and 1 (e.g. 0.999), got {self.ema}")
 
 
 @dataclass(frozen=True)

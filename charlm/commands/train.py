@@ -7,6 +7,7 @@ import json
 import click
 
 from charlm.config import (
+    ADAMW_WEIGHT_DECAY,
     CELLS,
     CLIP_MODES,
     DEVICES,
@@ -60,8 +61,16 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.option("--max-minutes", type=float, default=None,
               help="Stop once this many minutes of training have passed (in this process), at a step "
                    "boundary, then validate and save as at an epoch end; --resume continues the run.")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_T.optimizer, show_default=True)
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_T.optimizer, show_default=True,
+              help="adamw: Adam with decoupled weight decay (--weight-decay).")
 @click.option("--lr", type=float, default=_T.lr, show_default=True, help="Learning rate.")
+@click.option("--weight-decay", type=float, default=None,
+              help=f"With --optimizer adamw: each step shrinks every weight matrix (not the biases) by "
+                   f"--lr x this, apart from the gradient (PyTorch's AdamW) [default: {ADAMW_WEIGHT_DECAY:g}]. "
+                   "May change on --resume.")
+@click.option("--ema", type=float, default=None,
+              help="Keep an exponential moving average of the weights with this decay (e.g. 0.999, warm-started; "
+                   "see docs/training.md): validation, the best model and model.keras use the average.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_T.lr_schedule, show_default=True,
               help="constant: --lr throughout; cosine or linear: decay from --lr towards 0 at the run's last "
                    "step (--epochs or --max-steps; a --max-minutes stop comes wherever it comes).")

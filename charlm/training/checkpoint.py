@@ -9,8 +9,9 @@ A run keeps its checkpoints in ``RUN_DIR/checkpoints/``, one directory each::
         tensors.index           a tf.train.Checkpoint of the tensors: every model variable
         tensors.data-00000-...  (weights and the dropout layers' seed-generator states, i.e.
                                 the random state training draws from), every optimizer
-                                variable (iteration count, learning rate, slots) and the
-                                recurrent states carried by the B streams
+                                variable (iteration count, learning rate, slots), the
+                                recurrent states carried by the B streams and, with --ema,
+                                the weights' moving averages
 
 Writes are atomic. A checkpoint is written into ``.partial-<name>-<pid>/``,
 every file and the directory are fsynced, and the directory is renamed to its
@@ -127,9 +128,11 @@ class Checkpointer:
         state_shapes: the carried recurrent states of all local streams, as a list of
             (B, H) arrays (their values do not matter, only their shapes and dtypes).
         keep: how many checkpoints to keep.
+        averages: with --ema, the variables holding the weights' moving averages
+            (:mod:`charlm.training.averaging`), saved and restored beside the weights.
     """
 
-    def __init__(self, run_dir, model, optimizer, state_shapes, keep: int):
+    def __init__(self, run_dir, model, optimizer, state_shapes, keep: int, averages=()):
         self.folder = checkpoint_dir(run_dir)
         self.keep = keep
         # Variables that hold the carried states at save time and receive them at restore.
@@ -138,7 +141,8 @@ class Checkpointer:
         # model's variables by attribute tracking, and variable paths carry process-global
         # name counters (seed_generator_3); the order of model.variables is fixed by the model.
         self._tensors = tf.train.Checkpoint(
-            model=list(model.variables), optimizer=list(optimizer.variables), states=self._states
+            model=list(model.variables), optimizer=list(optimizer.variables), states=self._states,
+            **({"averages": list(averages)} if averages else {}),
         )
 
     def save(self, position: Position, states, record: dict) -> Path:

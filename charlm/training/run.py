@@ -181,7 +181,7 @@ class Run:
         self.lm = LanguageModel(model, data.tokenizer, self.model_config)
         self.checkpointer = Checkpointer(self.out_dir, model, steps.optimizer,
                                          steps.states_to_numpy(steps.zero_states(config.batch_size)),
-                                         spec.checkpoints.keep)
+                                         spec.checkpoints.keep, steps.average.averages if steps.average else ())
         position, states = Position(), None
         if spec.resume_from is not None:
             position, arrays, _ = self.checkpointer.restore(spec.resume_from)
@@ -206,6 +206,8 @@ class Run:
             train_oov, val_oov = data.oov_rates()
             self.log(f"charlm: {data.train_unknown:,} training ({100 * train_oov:.2f}%) and {data.val_unknown:,} "
                      f"validation tokens ({100 * val_oov:.2f}%) are outside the vocabulary (<unk>)")
+        if config.ema:
+            self.log(f"charlm: weights averaged (--ema {config.ema:g}): validation and the saved model use the average")
         if spec.resumed:
             where = (f"checkpoint {spec.resume_from.name}: step {position.step}, epoch {position.epoch}, "
                      f"window {position.cursor} of {len(data.train)}") if spec.resume_from else \
@@ -329,22 +331,24 @@ class Run:
     def _validate(self, pos, steps, seconds, model_path):
         """Validation at the end of a segment of ``steps`` steps: history row, best model."""
         data = self.data
-        val_loss = self.steps.evaluate(data.validation)
-        val_bpc = bits(val_loss) / data.val_chars_per_token
-        saved = val_loss < pos.best_val_loss
-        if saved:
-            pos.best_val_loss = val_loss
-            self.lm.info = self._info(val_loss, val_bpc, pos.step)
-            self.lm.save(model_path)
-        row = {
-            "epoch": pos.epoch, "step": pos.step, "tokens_seen": pos.tokens_seen,
-            "train_loss": pos.epoch_loss_sum / max(1, pos.cursor), "val_loss": val_loss,
-            "val_bits_per_char": val_bpc, "val_perplexity": math.exp(min(val_loss, 700)),
-            "tokens_per_s": steps * data.train.tokens_per_window / seconds if seconds else 0.0,
-            "seconds": seconds, "saved": saved,
-        }
-        for observer in self.observers:
-            row.update(observer.on_epoch_end(self, pos.epoch, row) or {})
+        # With --ema, what is validated, saved and shown to the observers is the weight average.
+        with self.steps.averaged_weights():
+            val_loss = self.steps.evaluate(data.validation)
+            val_bpc = bits(val_loss) / data.val_chars_per_token
+            saved = val_loss < pos.best_val_loss
+            if saved:
+                pos.best_val_loss = val_loss
+                self.lm.info = self._info(val_loss, val_bpc, pos.step)
+                self.lm.save(model_path)
+            row = {
+                "epoch": pos.epoch, "step": pos.step, "tokens_seen": pos.tokens_seen,
+                "train_loss": pos.epoch_loss_sum / max(1, pos.cursor), "val_loss": val_loss,
+                "val_bits_per_char": val_bpc, "val_perplexity": math.exp(min(val_loss, 700)),
+                "tokens_per_s": steps * data.train.tokens_per_window / seconds if seconds else 0.0,
+                "seconds": seconds, "saved": saved,
+            }
+            for observer in self.observers:
+                row.update(observer.on_epoch_end(self, pos.epoch, row) or {})
         self.history.append(row)
         self._write_history()
         self.log(

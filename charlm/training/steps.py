@@ -10,6 +10,7 @@ MultiWorkerMirroredStrategy in Keras 3.15.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from charlm.config import ModelConfig, TrainConfig
 from charlm.nn.forward import dropout_masks, make_forward
 from charlm.nn.model import zero_states
 from charlm.runtime import choose_kernels, import_keras
+from charlm.training.averaging import WeightAverage
 from charlm.training.windows import replica_windows, windows
 
 keras = import_keras()
@@ -27,9 +29,29 @@ _OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsp
 SUM = tf.distribute.ReduceOp.SUM
 
 
-def make_optimizer(config: TrainConfig):
-    """The optimizer, without Keras-side clipping: :class:`CompiledSteps` clips itself."""
+def make_optimizer(config: TrainConfig, model=None):
+    """The optimizer, without Keras-side clipping: :class:`CompiledSteps` clips itself.
+
+    ``adamw`` decays every weight matrix (embedding, kernels, recurrent kernels, the tied
+    model's projection) by ``lr * weight_decay`` per step, decoupled from the gradient
+    (Loshchilov & Hutter 2019; PyTorch's AdamW), and leaves ``model``'s biases alone
+    (:func:`undecayed`)."""
+    if config.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=config.weight_decay)
+        if model is not None:
+            optimizer.exclude_from_weight_decay(var_list=undecayed(model))
+        return optimizer
     return _OPTIMIZERS[config.optimizer](learning_rate=config.lr)
+
+
+def undecayed(model) -> list:
+    """The variables weight decay leaves alone: the biases. Decay would pull an LSTM's
+    forget-gate bias (initialised to 1) towards 0, and offsets do not make a model more
+    complex; nanoGPT and most transformer recipes exclude them too."""
+    biases = [v for v in model.trainable_variables if v.name == "bias"]
+    if "output_bias" in {layer.name for layer in model.layers}:  # a tied output's bias: a (1, V) kernel
+        biases.append(model.get_layer("output_bias").kernel)
+    return biases
 
 
 def clip_factors(grads, clipnorm, mode: str):
@@ -90,6 +112,9 @@ class CompiledSteps:
 
     ``eval_step(x, y, states) -> (loss_sum, new_states)``: summed loss in nats.
 
+    With ``train_config.ema`` the training step also updates ``average``, a
+    :class:`charlm.training.averaging.WeightAverage` of the trainable weights (None without).
+
     The model must have been built under ``strategy.scope()``. ``charlm_kernels`` and
     ``jit_compile`` (default: :func:`charlm.runtime.choose_kernels`) choose charlm's kernels
     over the Keras layers and XLA for the training step; ``model_config`` None runs any Keras
@@ -115,10 +140,12 @@ class CompiledSteps:
         # underflow; bfloat16 has float32's range and does not.
         self.loss_scaled = keras.mixed_precision.global_policy().name == "mixed_float16"
         with self.strategy.scope():
-            self.optimizer = make_optimizer(train_config)
+            self.optimizer = make_optimizer(train_config, model)
             if self.loss_scaled:
                 self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
             self.optimizer.build(model.trainable_variables)
+        self.average = WeightAverage(model.trainable_variables, train_config.ema, self.strategy) \
+            if train_config.ema else None
         replica_train = tf.function(self._replica_train, jit_compile=True) if self.jit_compile else self._replica_train
         self._replica_train_fn = self._drawing_masks(replica_train) if masks_outside else replica_train
         self.train_step = tf.function(self._train_step)
@@ -153,6 +180,8 @@ class CompiledSteps:
             total = [_scale(g, 1.0 / scale) for g in total]
         factors, norm = clip_factors(total, self.train_config.clipnorm, self.train_config.clip_mode)
         self.optimizer.apply([_scale(g, f) for g, f in zip(grads, factors)], variables)
+        if self.average is not None:
+            self.average.update(self.optimizer.iterations)  # after the update: k steps taken
         return loss, norm, tuple(tf.stop_gradient(s) for s in new_states)
 
     def _train_step(self, x, y, states):
@@ -186,6 +215,11 @@ class CompiledSteps:
     def _eval_step(self, x, y, states):
         loss_sum, states = self.strategy.run(self._replica_eval_fn, args=(x, y, states))
         return self.strategy.reduce(SUM, loss_sum, axis=None), states
+
+    def averaged_weights(self):
+        """A context in which the model holds the weight averages (with ``--ema``; otherwise its
+        own weights): for validation and saving; the raw weights come back after it."""
+        return self.average.swapped_in() if self.average is not None else contextlib.nullcontext()
 
     @property
     def learning_rate(self) -> float:
