@@ -22,7 +22,10 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # --weight-decay when --optimizer adamw is given without it: PyTorch's AdamW default.
 ADAMW_WEIGHT_DECAY = 0.01
 CLIP_MODES = ("global", "per-tensor")
-LR_SCHEDULES = ("constant", "cosine", "linear")
+LR_SCHEDULES = ("constant", "wsd", "cosine", "linear")
+# wsd's cooldown when --cooldown is not given: Hägele et al. 2024 find that a cooldown over the
+# last 20% of a run matches a cosine schedule's loss.
+WSD_COOLDOWN = 0.2
 DEVICES = ("auto", "cpu", "gpu", "tpu")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 
@@ -120,17 +123,23 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The optimisation: B parallel streams cut into windows of T tokens (truncated BPTT)."""
+    """The optimisation: B parallel streams cut into windows of T tokens (truncated BPTT); how
+    long (epochs, steps, minutes), the rate's schedule over that budget
+    (:mod:`charlm.training.schedule`), and early stopping on validation loss."""
 
     batch_size: int = 64
     bptt: int = 64
     epochs: int = 3
     max_steps: int | None = None
-    max_minutes: float | None = None  # wall-clock budget for this process's training steps
+    max_minutes: float | None = None  # wall-clock budget of the whole run's training loop, across resumes
     optimizer: str = "adam"
     lr: float = 2e-3
     lr_schedule: str = "constant"
-    lr_decay_start: float = 0.0  # fraction of the run's steps before the decay begins
+    lr_decay_start: float = 0.0  # cosine, linear: fraction of the run's budget before the decay begins
+    warmup: float = 0.0  # fraction of the budget over which the rate rises from 0 to lr
+    cooldown: float | None = None  # wsd: fraction of the budget at its end over which the rate falls to 0
+    patience: int | None = None  # stop after this many validations without a better validation loss
+    val_every: int | None = None  # also validate every this many steps inside epochs
     clipnorm: float | None = 5.0
     clip_mode: str = "global"
     val_fraction: float = 0.05
@@ -148,6 +157,10 @@ class TrainConfig:
         _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         if not 0.0 <= self.lr_decay_start < 1.0:
             raise CharlmError(f"{flag('lr_decay_start')} must be in [0, 1), got {self.lr_decay_start}")
+        self._check_schedule()
+        for name in ("patience", "val_every"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise CharlmError(f"{flag(name)} must be at least 1, got {getattr(self, name)}")
         if self.clipnorm is not None and self.clipnorm <= 0:
             raise CharlmError(f"{flag('clipnorm')} must be positive (or 0 for no clipping), got {self.clipnorm}")
         if self.clip_mode not in CLIP_MODES:
@@ -155,6 +168,34 @@ class TrainConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise CharlmError(f"{flag('val_fraction')} must be between 0 and 1, got {self.val_fraction}")
         self._check_regularisation()
+
+    def _check_schedule(self):
+        for name in ("warmup", "cooldown"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise CharlmError(f"{flag(name)} must be a fraction of the run in [0, 1), got {value}")
+        if self.lr_schedule == "constant" and self.warmup:
+            raise CharlmError(f"{flag('warmup')} needs a schedule: add --lr-schedule wsd, cosine or linear "
+                              "(constant keeps --lr throughout)")
+        if self.lr_schedule != "wsd" and self.cooldown is not None:
+            raise CharlmError(f"{flag('cooldown')} is the end of --lr-schedule wsd; cosine and linear decay "
+                              f"from {flag('lr_decay_start')} to the end (got --lr-schedule {self.lr_schedule})")
+        if self.lr_schedule == "wsd":
+            if self.lr_decay_start:
+                raise CharlmError(f"{flag('lr_decay_start')} is for cosine and linear; --lr-schedule wsd "
+                                  f"decays over its last {flag('cooldown')} fraction")
+            if self.warmup + self.wsd_cooldown > 1.0:
+                raise CharlmError(f"{flag('warmup')} {self.warmup:g} and {flag('cooldown')} {self.wsd_cooldown:g} "
+                                  "add up to more than the whole run")
+        elif 0.0 < self.lr_decay_start < self.warmup:
+            raise CharlmError(f"{flag('lr_decay_start')} {self.lr_decay_start:g} falls inside {flag('warmup')} "
+                              f"{self.warmup:g}; the decay starts after the warmup (leave {flag('lr_decay_start')} "
+                              "at 0 for that)")
+
+    @property
+    def wsd_cooldown(self) -> float:
+        """The fraction of the run wsd's cooldown takes: --cooldown, or :data:`WSD_COOLDOWN`."""
+        return WSD_COOLDOWN if self.cooldown is None else self.cooldown
 
     def _check_regularisation(self):
         if self.optimizer == "adamw" and self.weight_decay is None:

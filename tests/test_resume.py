@@ -116,8 +116,8 @@ def test_stopped_by_max_minutes_then_resumed_equals_uninterrupted(corpus, refere
     # 0.0001 minutes: the deadline has passed by the end of the first call, whatever the machine.
     summary = _train(corpus, out, [first], lines=lines, **{**SETTINGS, "max_minutes": 0.0001})
     assert summary["stopped_by_time"] and summary["steps"] == 1 == len(first.losses)
-    assert any(f"stopped at step 1 of 42: --max-minutes 0.0001 reached; continue with: charlm train --resume {out}"
-               in line for line in lines), lines
+    assert any(f"stopped at step 1 of 42: --max-minutes 0.0001 reached" in line and "the whole run's budget" in line
+               and f"charlm train --resume {out} --max-minutes MORE" in line for line in lines), lines
     assert (out / "model.keras").exists() and read_state(list_checkpoints(out)[-1])["position"]["step"] == 1
     summary = _train(resume=out, observers=[rest], max_minutes=60.0)
     assert not summary["stopped_by_time"] and summary["steps"] == 42

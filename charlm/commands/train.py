@@ -59,8 +59,9 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.option("--epochs", type=int, default=_T.epochs, show_default=True)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many training steps in total.")
 @click.option("--max-minutes", type=float, default=None,
-              help="Stop once this many minutes of training have passed (in this process), at a step "
-                   "boundary, then validate and save as at an epoch end; --resume continues the run.")
+              help="The run's budget in wall-clock minutes of its training loop (validation and checkpoints "
+                   "included; summed over --resume): it stops at the step boundary where the budget is spent, "
+                   "then validates and saves as at an epoch end. The schedules follow it (see --lr-schedule).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_T.optimizer, show_default=True,
               help="adamw: Adam with decoupled weight decay (--weight-decay).")
 @click.option("--lr", type=float, default=_T.lr, show_default=True, help="Learning rate.")
@@ -72,11 +73,24 @@ _M, _T = ModelConfig(), TrainConfig()
               help="Keep an exponential moving average of the weights with this decay (e.g. 0.999, warm-started; "
                    "see docs/training.md): validation, the best model and model.keras use the average.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_T.lr_schedule, show_default=True,
-              help="constant: --lr throughout; cosine or linear: decay from --lr towards 0 at the run's last "
-                   "step (--epochs or --max-steps; a --max-minutes stop comes wherever it comes).")
+              help="constant: --lr throughout; wsd: warmup, --lr, then a cooldown to 0 over the last --cooldown "
+                   "of the run; cosine or linear: decay from --lr towards 0 at the run's end. The run's end is "
+                   "its last step (--epochs, --max-steps) or the end of --max-minutes, whichever comes first.")
+@click.option("--warmup", type=float, default=_T.warmup, show_default=True,
+              help="With --lr-schedule wsd, cosine or linear: the fraction of the run over which the rate "
+                   "rises linearly from 0 to --lr.")
+@click.option("--cooldown", type=float, default=None,
+              help="With --lr-schedule wsd: the fraction of the run at its end over which the rate falls to 0 "
+                   "(as 1-sqrt, Hägele et al. 2024) [default: 0.2].")
 @click.option("--lr-decay-start", type=float, default=_T.lr_decay_start, show_default=True,
-              help="With --lr-schedule cosine or linear: the fraction of the run's steps trained at the full "
-                   "--lr before the decay begins.")
+              help="With --lr-schedule cosine or linear: the fraction of the run trained at the full --lr "
+                   "before the decay begins.")
+@click.option("--patience", type=int, default=None,
+              help="Stop early once validation loss has not improved for this many validations "
+                   "(the best model is kept).")
+@click.option("--val-every", type=int, default=None,
+              help="Also validate (history row, best model, checkpoint) every this many steps inside "
+                   "epochs [default: at epoch ends only].")
 @click.option("--clipnorm", type=float, default=_T.clipnorm, show_default=True,
               help="Clip gradients to this norm (0: no clipping).")
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default=_T.clip_mode, show_default=True,
@@ -116,9 +130,9 @@ _M, _T = ModelConfig(), TrainConfig()
               help="How many of the newest checkpoints to keep in OUT/checkpoints.")
 @click.option("--resume", type=click.Path(), default=None,
               help="Continue the run in this directory exactly where its newest checkpoint left it. Only "
-                   "--epochs, --max-steps, --max-minutes, --lr, --lr-schedule, --lr-decay-start, --clipnorm, "
-                   "--clip-mode, --checkpoint-every, --keep and the device settings may change; flags that "
-                   "change the model or data are refused.")
+                   "--epochs, --max-steps, --max-minutes, --lr, --lr-schedule, --warmup, --cooldown, "
+                   "--lr-decay-start, --patience, --val-every, --clipnorm, --clip-mode, --checkpoint-every, "
+                   "--keep and the device settings may change; flags that change the model or data are refused.")
 @click.option("--init-from", type=click.Path(), default=None,
               help="Fine-tune: start from this model's weights and tokenizer (ids are never re-mapped).")
 @click.option("--extend-vocab", is_flag=True,

@@ -48,7 +48,7 @@ CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
 TENSORS = "tensors"
 FORMAT = "charlm-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the position holds elapsed_seconds, which a charlm reading version 1 cannot take
 _NAME = re.compile(r"^ckpt-(\d+)-step-(\d+)$")
 
 
@@ -58,7 +58,10 @@ _NAME = re.compile(r"^ckpt-(\d+)-step-(\d+)$")
 class Position:
     """Where a run is: ``step`` optimizer steps done in all; within ``epoch``
     (1-based), ``cursor`` windows already trained. Plus what the epoch and run have
-    accumulated so far, so that the history rows of a resumed run match."""
+    accumulated so far, so that the history rows of a resumed run match. ``train_seconds``:
+    time in training steps (for tokens/s); ``elapsed_seconds``: the run's wall-clock time in
+    its training loop, validation and checkpoints included, summed over resumes: the clock
+    that --max-minutes and the schedules follow."""
 
     step: int = 0
     epoch: int = 1
@@ -66,6 +69,7 @@ class Position:
     epoch_loss_sum: float = 0.0
     tokens_seen: int = 0
     train_seconds: float = 0.0
+    elapsed_seconds: float = 0.0
     best_val_loss: float = math.inf
     history: list = field(default_factory=list)
 
@@ -79,6 +83,8 @@ class Position:
         values = dict(values)
         if values.get("best_val_loss") is None:
             values["best_val_loss"] = math.inf
+        # Checkpoints older than the run's clock: their time in training steps is the nearest record.
+        values.setdefault("elapsed_seconds", values.get("train_seconds", 0.0))
         return cls(**values)
 
 

@@ -2,7 +2,7 @@
 
 Run directory contents:
     model.keras     the best model so far by validation loss (with its tokenizer)
-    history.csv     one row per epoch (also history.json)
+    history.csv     one row per validation: each epoch end, every --val-every steps (also history.json)
     config.json     every setting of the run, the corpus files and their fingerprint
     checkpoints/    the newest ``--keep`` checkpoints (see :mod:`charlm.training.checkpoint`)
 
@@ -12,6 +12,12 @@ losses: the model, optimizer, carried RNN states, data cursor and dropout
 random state are all restored). SIGINT and SIGTERM stop it at the next step
 boundary after writing a checkpoint; a non-finite loss or gradient norm stops it
 without writing one, so the last good checkpoint and the best model survive.
+
+A run ends when its steps are done, when its --max-minutes budget is spent (the
+elapsed time of its training loop, validation and checkpoints included, summed
+over resumes and recorded in each checkpoint), or, with --patience N, after N
+validations without a better validation loss. The learning rate follows the
+larger of the step and time fractions (:mod:`charlm.training.schedule`).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from charlm.training.distribute import check_batch, make_strategy
 from charlm.training.finetune import adapt_tokenizer, transfer_weights, vocabulary_report
 from charlm.training.observers import HISTORY_FIELDS
 from charlm.training.progress import Progress
-from charlm.training.schedule import scheduled_lr
+from charlm.training.schedule import run_progress, scheduled_lr
 from charlm.training.spec import new_spec, resume_spec
 from charlm.training.steps import CompiledSteps, bits
 
@@ -60,7 +66,7 @@ class TrainingInterrupted(CharlmError):
 
 
 def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: bool = False,
-          progress: bool = True, log=None, observers=(), **settings) -> dict:
+          progress: bool = True, log=None, observers=(), clock=time.perf_counter, **settings) -> dict:
     """Train a language model; the Python twin of ``charlm train``.
 
     Args:
@@ -75,17 +81,21 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
         progress: draw the progress bar on stderr.
         log: a function taking one line of text (default: print to stderr).
         observers: :class:`charlm.training.observers.Observer` instances called during the run.
+        clock: a function returning seconds, from which the run's elapsed time (its
+            --max-minutes budget and the schedules' progress) is read; tests drive it.
         **settings: any of ``tokenizer``, ``normalize``, ``max_vocab``,
             ``encoding_errors``, ``cell``, ``layers``, ``hidden``, ``embedding``,
             ``dropout``, ``batch_size``, ``bptt``, ``epochs``, ``max_steps``,
-            ``optimizer``, ``lr``, ``clipnorm``, ``clip_mode``, ``val_fraction``, ``seed``,
+            ``optimizer``, ``lr``, ``lr_schedule``, ``lr_decay_start``, ``warmup``, ``cooldown``,
+            ``patience``, ``val_every``, ``clipnorm``, ``clip_mode``, ``val_fraction``, ``seed``,
             ``checkpoint_every``, ``keep``, the device settings of
             :class:`charlm.config.DeviceConfig` and the corpus settings of
             :class:`charlm.config.DataConfig`.
 
     Returns:
         The run summary: ``model_path``, ``run_dir``, ``best_val_loss`` (nats per
-        token), ``best_val_bits_per_char``, ``steps``, ``tokens_per_s`` and more.
+        token), ``best_val_bits_per_char``, ``steps``, ``tokens_per_s``, ``stopped_by_time``,
+        ``stopped_early`` and more.
 
     Raises:
         TrainingInterrupted: SIGINT/SIGTERM; a checkpoint was written first.
@@ -111,15 +121,39 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
         raise CharlmError(f"the corpus {', '.join(data.files)} is not the text the run in {spec.out_dir} was "
                           "trained on (its sha256 differs); resuming needs the same corpus")
     if spec.resume_from is not None:
-        done, total = read_state(spec.resume_from)["position"]["step"], _total_steps(len(data.train), spec.train)
-        if done >= total:
-            raise CharlmError(f"the run in {spec.out_dir} has already trained {done} of its {total} steps; "
-                              "raise --epochs or --max-steps to train it further")
+        _check_left_to_train(spec, read_state(spec.resume_from)["position"], len(data.train))
     if report is not None:
         report = vocabulary_report(data.tokenizer, data, *report)
         log(report.describe(spec.init_from))
     check_writable_dir(spec.out_dir)
-    return Run(spec, data, report, source, progress, log, observers).execute()
+    return Run(spec, data, report, source, progress, log, observers, clock).execute()
+
+
+def _check_left_to_train(spec, position: dict, steps_per_epoch: int):
+    """Refuse to resume a run that has nothing left to train: its steps done, its minutes
+    spent, or its patience used up."""
+    config, where = spec.train, spec.out_dir
+    done, total = position["step"], _total_steps(steps_per_epoch, config)
+    if done >= total:
+        raise CharlmError(f"the run in {where} has already trained {done} of its {total} steps; "
+                          "raise --epochs or --max-steps to train it further")
+    elapsed = position.get("elapsed_seconds", position.get("train_seconds", 0.0))
+    if config.max_minutes and elapsed >= 60 * config.max_minutes:
+        raise CharlmError(f"the run in {where} has already trained {elapsed / 60:.2f} minutes of its "
+                          f"--max-minutes {config.max_minutes:g} (the budget of the whole run); "
+                          "raise --max-minutes to train it further")
+    waited = validations_without_improvement(position["history"])
+    if config.patience and waited >= config.patience:
+        raise CharlmError(f"the run in {where} stopped early: its validation loss has not improved for {waited} "
+                          f"validations (--patience {config.patience}); raise --patience to train it further")
+
+
+def validations_without_improvement(history: list) -> int:
+    """How many validations (history rows) have come since the best validation loss."""
+    if not history:
+        return 0
+    best = min(range(len(history)), key=lambda i: history[i]["val_loss"])  # the first of equals: it was saved
+    return len(history) - 1 - best
 
 
 def _fine_tuning_tokenizer(spec, tokenizer, data_config, log):
@@ -141,10 +175,15 @@ class Run:
     ``run.train_config``, ``run.data`` and ``run.log``.
 
     The steps between two validations are a *segment*: the rest of an epoch, or less where
-    --max-steps or --max-minutes ends the run inside one.
+    --val-every validates inside one (segments end at its multiples) or --max-steps or
+    --max-minutes ends the run inside one.
+
+    ``clock`` (seconds) times the run's budget: ``position.elapsed_seconds`` grows by the
+    clock's advance at every tick (:meth:`_tick`), and the learning rate of each compiled call
+    derives from it, so a resumed run continues the same curve.
     """
 
-    def __init__(self, spec, data, vocabulary_report, source, progress, log, observers):
+    def __init__(self, spec, data, vocabulary_report, source, progress, log, observers, clock=time.perf_counter):
         self.spec = spec
         self.source = source  # the model fine-tuning starts from
         self.data = data
@@ -156,6 +195,8 @@ class Run:
         self.show_progress = progress
         self.log = log
         self.history: list[dict] = []  # the position's history rows, shared with it
+        self.clock = clock
+        self._ticked = None  # the clock's reading last added to the position's elapsed time
         self._last_checkpoint = self._saved_step = None
 
     def execute(self) -> dict:
@@ -222,30 +263,37 @@ class Run:
         model_path = self.out_dir / "model.keras"
         self._saved_step = pos.step if self.spec.resume_from else None
         started = time.perf_counter()
-        deadline = started + 60 * config.max_minutes if config.max_minutes else math.inf
-        out_of_time = False
+        self._ticked = self.clock()
+        stopped_by_time = stopped_early = False
         for observer in self.observers:
             observer.on_train_begin(self)
         with _StopSignals() as stop:
-            while pos.step < total_steps and not out_of_time:
+            while pos.step < total_steps and not stopped_early:
+                if self._out_of_time(pos):
+                    stopped_by_time = True
+                    break
                 if pos.cursor == 0:
                     # Each epoch starts from a fresh state: row i of the first window is the start of stream i.
                     states = steps.zero_states(config.batch_size)
                 end = min(steps_per_epoch, pos.cursor + total_steps - pos.step)  # this segment ends at window `end`
+                if config.val_every:
+                    end = min(end, pos.cursor + config.val_every - pos.step % config.val_every)
                 segment_start, first = time.perf_counter(), pos.cursor
-                states, out_of_time = self._train_segment(pos, states, end, stop, deadline)
+                states = self._train_segment(pos, states, end, stop)
                 seconds = time.perf_counter() - segment_start
                 pos.train_seconds += seconds
                 self._validate(pos, pos.cursor - first, seconds, model_path)
+                self._warn_if_overfitting()
+                stopped_early = pos.step < total_steps and self._patience_spent(model_path)
                 if pos.cursor == steps_per_epoch:
                     pos.epoch, pos.cursor, pos.epoch_loss_sum = pos.epoch + 1, 0, 0.0
                 self._save(pos, states)
                 if stop.signal:
                     self._interrupted(pos, states, stop.signal)
-        stopped_by_time = out_of_time and pos.step < total_steps
         if stopped_by_time:
             self.log(f"charlm: stopped at step {pos.step} of {total_steps}: --max-minutes {config.max_minutes:g} "
-                     f"reached; continue with: charlm train --resume {self.out_dir}")
+                     f"reached ({pos.elapsed_seconds / 60:.2f} minutes, the whole run's budget); to train it "
+                     f"further: charlm train --resume {self.out_dir} --max-minutes MORE")
         best = min(self.history, key=lambda r: r["val_loss"])
         summary = {
             "model_path": str(model_path),
@@ -255,11 +303,13 @@ class Run:
             "best_epoch": best["epoch"],
             "final_train_loss": self.history[-1]["train_loss"],
             "steps": pos.step,
-            "epochs": len(self.history),
+            "epochs": pos.epoch if pos.cursor else pos.epoch - 1,  # begun, the last perhaps cut short
+            "validations": len(self.history),
             "tokens_seen": pos.tokens_seen,
             "tokens_per_s": pos.tokens_seen / pos.train_seconds if pos.train_seconds else 0.0,
             "seconds": time.perf_counter() - started,
             "stopped_by_time": stopped_by_time,
+            "stopped_early": stopped_early,
             "vocab_size": data.tokenizer.vocab_size,
             "oov_rate": dict(zip(("train", "validation"), data.oov_rates())),
             "checkpoint": str(self._last_checkpoint) if self._last_checkpoint else None,
@@ -270,10 +320,10 @@ class Run:
             observer.on_train_end(self, summary)
         return summary
 
-    def _train_segment(self, pos, states, end, stop, deadline):
+    def _train_segment(self, pos, states, end, stop):
         """Train from window ``pos.cursor`` to window ``end`` of the epoch (or until the
-        wall-clock ``deadline``), checkpointing every --checkpoint-every steps on the way.
-        Returns (states, whether the deadline cut the segment short)."""
+        --max-minutes budget is spent), checkpointing every --checkpoint-every steps on the
+        way. Returns the carried states."""
         every = self.spec.checkpoints.checkpoint_every
         tokens_per_window = self.data.train.tokens_per_window
         bar = Progress(end - pos.cursor, f"epoch {pos.epoch}/{self.train_config.epochs}", self.show_progress)
@@ -286,7 +336,9 @@ class Run:
                 if every:
                     count = min(count, every - pos.step % every)
                 if self.train_config.lr_schedule != "constant":  # a call's steps share its first step's rate
-                    self.steps.optimizer.learning_rate = scheduled_lr(self.train_config, pos.step, self.total_steps)
+                    self._tick(pos)
+                    progress = run_progress(self.train_config, pos.step, self.total_steps, pos.elapsed_seconds)
+                    self.steps.optimizer.learning_rate = scheduled_lr(self.train_config, progress)
                 losses, norms, states = self._take_steps(windows, states, count)
                 for loss, norm in zip(losses, norms):
                     if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -303,9 +355,9 @@ class Run:
                     self._save(pos, states)
                 if stop.signal:
                     self._interrupted(pos, states, stop.signal)
-                if time.perf_counter() > deadline:
-                    return states, True
-            return states, False
+                if self._out_of_time(pos):
+                    break
+            return states
         finally:
             bar.close()
 
@@ -329,7 +381,8 @@ class Run:
             observer.on_step_end(self, step, logs)
 
     def _validate(self, pos, steps, seconds, model_path):
-        """Validation at the end of a segment of ``steps`` steps: history row, best model."""
+        """Validation at the end of a segment of ``steps`` steps (an epoch's end, a --val-every
+        multiple, or where the run stops): history row, best model."""
         data = self.data
         # With --ema, what is validated, saved and shown to the observers is the weight average.
         with self.steps.averaged_weights():
@@ -351,15 +404,54 @@ class Run:
                 row.update(observer.on_epoch_end(self, pos.epoch, row) or {})
         self.history.append(row)
         self._write_history()
+        where = f"epoch {pos.epoch}" + (f", step {pos.step}" if pos.cursor < len(data.train) else "")
         self.log(
-            f"epoch {pos.epoch}: train loss {row['train_loss']:.4f}, val loss {val_loss:.4f} "
+            f"{where}: train loss {row['train_loss']:.4f}, val loss {val_loss:.4f} "
             f"({val_bpc:.4f} bits/char), {row['tokens_per_s']:,.0f} tok/s, {seconds:.1f}s"
             + ("  [best, saved]" if saved else "")
         )
 
+    def _warn_if_overfitting(self):
+        """A line when validation loss rose since the last validation while the training loss
+        (the epoch's mean so far) fell: the first sign of a model learning its training text."""
+        if len(self.history) < 2:
+            return
+        before, now = self.history[-2], self.history[-1]
+        if now["val_loss"] > before["val_loss"] and now["train_loss"] < before["train_loss"]:
+            advice = "more --dropout" if self.train_config.patience else "--patience N to stop early, more --dropout"
+            self.log(f"charlm: warning: validation loss rose ({before['val_loss']:.4f} -> {now['val_loss']:.4f}) "
+                     f"while training loss fell ({before['train_loss']:.4f} -> {now['train_loss']:.4f}): the model "
+                     f"may be overfitting; {advice} or a smaller model may help")
+
+    def _patience_spent(self, model_path) -> bool:
+        """Whether --patience validations have passed without a better validation loss (then says so)."""
+        patience = self.train_config.patience
+        waited = validations_without_improvement(self.history)
+        if not patience or waited < patience:
+            return False
+        best = min(self.history, key=lambda r: r["val_loss"])
+        self.log(f"charlm: stopped early at step {self.history[-1]['step']}: validation loss has not improved for "
+                 f"{waited} validations (--patience {patience}); the best, {best['val_loss']:.4f} at step "
+                 f"{best['step']}, is in {model_path}")
+        return True
+
+    # -- the run's clock -----------------------------------------------------
+
+    def _tick(self, pos):
+        """Add the clock's advance since the last tick to the run's elapsed time."""
+        now = self.clock()
+        pos.elapsed_seconds += now - self._ticked
+        self._ticked = now
+
+    def _out_of_time(self, pos) -> bool:
+        config = self.train_config
+        self._tick(pos)
+        return bool(config.max_minutes) and pos.elapsed_seconds >= 60 * config.max_minutes
+
     # -- checkpoints, signals, divergence ------------------------------------
 
     def _save(self, pos, states):
+        self._tick(pos)  # the checkpoint records the run's time up to now
         record = {"tokenizer": self.data.tokenizer.get_config(),
                   "config": self.spec.record(self.data.files, self.data.fingerprint)}
         self._last_checkpoint = self.checkpointer.save(pos, self.steps.states_to_numpy(states), record)

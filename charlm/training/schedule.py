@@ -1,4 +1,10 @@
-"""Learning-rate schedules: the rate of each training step."""
+"""Learning-rate schedules: the rate of each training step, from how far the run is through its budget.
+
+A run's budget is its steps (--epochs, --max-steps) and, with --max-minutes, its minutes;
+whichever runs out first ends the run, so :func:`run_progress` is the larger of the two
+fractions used, and every schedule is a function of that fraction alone. A run cut by the
+clock therefore still warms up, decays and ends at a rate near 0.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,43 @@ import math
 from charlm.config import TrainConfig
 
 
-def scheduled_lr(config: TrainConfig, step: int, total_steps: int) -> float:
-    """The learning rate of training step ``step + 1`` of ``total_steps``: ``lr`` throughout
-    (constant), or ``lr`` for the first ``lr_decay_start`` of the steps and then decaying
-    towards 0 at the last step (cosine: slowly, then faster, then slowly; linear). A decay
-    settles the weights at the end of a run, where a constant rate leaves them wherever the
-    last noisy steps put them; a late start keeps the full rate while the model still learns."""
+def run_progress(config: TrainConfig, step: int, total_steps: int, elapsed_seconds: float) -> float:
+    """The fraction of its budget a run has used after ``step`` of ``total_steps`` steps and
+    ``elapsed_seconds`` of its --max-minutes (if any), in [0, 1]."""
+    fraction = step / total_steps
+    if config.max_minutes:
+        fraction = max(fraction, elapsed_seconds / (60.0 * config.max_minutes))
+    return min(fraction, 1.0)
+
+
+def scheduled_lr(config: TrainConfig, progress: float) -> float:
+    """The learning rate at ``progress`` (:func:`run_progress`) through the run.
+
+    - constant: ``lr`` throughout.
+    - every other schedule first rises linearly from 0 to ``lr`` over the first ``warmup``
+      of the run (Adam's first steps, with few gradients behind its scale estimates, are the
+      likeliest to throw the weights far).
+    - wsd (warmup-stable-decay): ``lr`` until the last ``cooldown`` of the run, then down to 0
+      as ``1 - sqrt(t)``, t going from 0 to 1 over the cooldown: Hägele et al. 2024 found this
+      shape better than a linear cooldown, and a constant rate with a short cooldown as good
+      as cosine without the schedule having to know the run's length in advance.
+    - cosine, linear: ``lr`` until ``lr_decay_start`` of the run (or the warmup's end, if
+      later), then towards 0 at its end (cosine: slowly, then faster, then slowly).
+
+    A decay settles the weights at the end of a run, where a constant rate leaves them
+    wherever the last noisy steps put them."""
     if config.lr_schedule == "constant":
         return config.lr
-    begin = config.lr_decay_start * total_steps
-    fraction = min(max(step - begin, 0.0) / max(total_steps - begin, 1), 1.0)
+    if progress < config.warmup:
+        return config.lr * progress / config.warmup
+    if config.lr_schedule == "wsd":
+        cooldown = config.wsd_cooldown
+        if cooldown == 0.0 or progress <= 1.0 - cooldown:
+            return config.lr
+        done = 1.0 - (1.0 - progress) / cooldown  # of the cooldown, from what is left of it: exactly 1 at the end
+        return config.lr * (1.0 - math.sqrt(max(done, 0.0)))
+    begin = max(config.lr_decay_start, config.warmup)
+    fraction = min(max(progress - begin, 0.0) / (1.0 - begin), 1.0)
     if config.lr_schedule == "linear":
         return config.lr * (1.0 - fraction)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * fraction))

@@ -42,6 +42,7 @@ _RECORD_KEYS = ("tokenizer", "model", "train", "checkpoints", "device")
 # Settings a resumed run may change: they alter how long or how fast it trains, or where,
 # not what the model is or what text it reads. Settings added later are refused until listed.
 RESUMABLE = frozenset({"epochs", "max_steps", "max_minutes", "lr", "lr_schedule", "lr_decay_start",
+                       "warmup", "cooldown", "patience", "val_every",
                        "clipnorm", "clip_mode", "checkpoint_every", "keep", "weight_decay",
                        "device", "strategy", "steps_per_execution"})
 # Settings fine-tuning takes from the model file; dropout has no weights, so it may change.
