@@ -10,11 +10,12 @@ from charlm.runtime import import_keras
 keras = import_keras()
 import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 
-from charlm.config import ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
+from charlm.config import ADAMW_WEIGHT_DECAY, ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
 from charlm.data.prepare import prepare  # noqa: E402
 from charlm.nn.forward import dropout_masks  # noqa: E402
 from charlm.nn.model import build_model  # noqa: E402
-from charlm.training.steps import CompiledSteps, clip_factors  # noqa: E402
+from charlm.training.steps import CompiledSteps, clip_factors, undecayed  # noqa: E402
+from tests.helpers import assert_one_line_error, invoke  # noqa: E402
 
 # ---- clip_factors on known gradients ------------------------------------------------------------
 
@@ -268,3 +269,58 @@ def test_validation_compiled_with_xla_matches_the_keras_model(tiny_corpus):
     assert compiled._replica_eval_fn is not compiled._replica_eval  # the XLA-compiled path
     keras_path = CompiledSteps(model, model_config, train_config, charlm_kernels=False)
     assert compiled.evaluate(data.validation) == pytest.approx(keras_path.evaluate(data.validation), rel=1e-5)
+
+
+# ---- AdamW ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_one_adamw_step_is_the_hand_computed_update(tie):
+    """One step of --optimizer adamw: w <- w (1 - lr W) - alpha m / (sqrt(v) + eps), with
+    m = (1 - b1) g, v = (1 - b2) g^2, alpha = lr sqrt(1 - b2) / (1 - b1) (Keras' Adam, eps
+    1e-7) on the gradient of the plain Keras model; the decay factor on every weight matrix,
+    none on the biases (the tied model's output bias is a (1, V) kernel, and stays undecayed)."""
+    config = ModelConfig(cell="lstm", layers=1, hidden=16, embedding=8, tie_weights=tie)
+    vocab, lr, decay = 11, 0.01, 0.5
+    rng = np.random.default_rng(2)
+    x, y = (tf.constant(rng.integers(0, vocab, (4, 8)), tf.int32) for _ in range(2))
+    keras.utils.set_random_seed(2)
+    model = build_model(config, vocab)
+    variables = model.trainable_variables
+    before = [v.numpy().astype(np.float64) for v in variables]
+    states = [tf.zeros((4, 16))] * 2
+    with tf.GradientTape() as tape:
+        logits = model([x, *states], training=True)[0]
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+    grads = [tf.convert_to_tensor(g).numpy().astype(np.float64) for g in tape.gradient(loss, variables)]
+    steps = CompiledSteps(model, config, TrainConfig(batch_size=4, bptt=8, optimizer="adamw", lr=lr,
+                                                     weight_decay=decay, clipnorm=None))
+    assert {v.path for v in undecayed(model)} == {v.path for v in variables if v.path.endswith("bias")
+                                                  or v.path.startswith("output_bias/")}
+    steps.train_step(x, y, tuple(states))
+    b1, b2, eps = 0.9, 0.999, 1e-7
+    decayed = {v.path for v in variables} - {v.path for v in undecayed(model)}
+    assert any("embedding" in p for p in decayed) and any("recurrent_kernel" in p for p in decayed)
+    for v, w, g in zip(variables, before, grads):
+        m, s = (1 - b1) * g, (1 - b2) * g ** 2
+        alpha = lr * np.sqrt(1 - b2) / (1 - b1)
+        factor = 1 - lr * decay if v.path in decayed else 1.0
+        np.testing.assert_allclose(v.numpy(), w * factor - alpha * m / (np.sqrt(s) + eps), rtol=0, atol=1e-6,
+                                   err_msg=v.path)
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (["--weight-decay", "0.1"], "needs --optimizer adamw (got --optimizer adam)"),
+    (["--optimizer", "sgd", "--weight-decay", "0.1"], "needs --optimizer adamw (got --optimizer sgd)"),
+    (["--optimizer", "adamw", "--weight-decay", "-0.1"], "--weight-decay must be 0 or more"),
+    (["--optimizer", "adamw", "--weight-decay", "nan"], "--weight-decay must be 0 or more"),
+    (["--optimizer", "adamw", "--lr", "0.5", "--weight-decay", "2"], "--lr times it below 1"),
+])
+def test_bad_weight_decay_is_one_line(flags, fragment, tiny_corpus, tmp_path):
+    assert_one_line_error(invoke("train", tiny_corpus, "--out", tmp_path / "o", *flags), fragment)
+    assert not (tmp_path / "o").exists()
+
+
+def test_adamw_without_weight_decay_takes_the_default():
+    assert TrainConfig(optimizer="adamw").weight_decay == ADAMW_WEIGHT_DECAY == 0.01
+    assert TrainConfig().weight_decay is None
