@@ -137,32 +137,6 @@ def charlm_worker(args, shared):
     }
 
 
-def torch_word_model(vocab, hidden, layers, dropout, tie):
-    """PyTorch's word_language_model RNNModel (LSTM): embedding, dropout, nn.LSTM with dropout
-    between its layers, dropout, linear decoder (optionally tied to the embedding), with its
-    initialisation (embedding and decoder uniform in +-0.1, decoder bias 0)."""
-    from torch import nn
-
-    class RNNModel(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.drop = nn.Dropout(dropout)
-            self.encoder = nn.Embedding(vocab, hidden)
-            self.rnn = nn.LSTM(hidden, hidden, layers, dropout=dropout)
-            self.decoder = nn.Linear(hidden, vocab)
-            if tie:
-                self.decoder.weight = self.encoder.weight
-            nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
-            nn.init.zeros_(self.decoder.bias)
-            nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
-
-        def forward(self, tokens, hidden):  # tokens (T, B) -> logits (T, B, V)
-            output, hidden = self.rnn(self.drop(self.encoder(tokens)), hidden)
-            return self.decoder(self.drop(output)), hidden
-
-    return RNNModel()
-
-
 def load_keras_init(model, data):
     """Give the PyTorch peer charlm's initial weights: the embedding, each LSTM layer (Keras'
     kernel (E, 4H), recurrent kernel (H, 4H) and bias (4H,), gates i, f, g, o in PyTorch's order
@@ -193,6 +167,7 @@ def torch_worker(args, shared):
 
     import numpy as np
     import torch
+    from torch_peers import LSTMModel  # word_language_model's RNNModel (the scripts folder is on sys.path)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -200,7 +175,7 @@ def torch_worker(args, shared):
     streams, T, V = data["streams"], int(data["bptt"]), int(data["vocab_size"])
     B = streams.shape[0]
     windows = (streams.shape[1] - 1) // T
-    model = torch_word_model(V, args.hidden, 2, args.dropout, args.tie_weights)
+    model = LSTMModel(V, args.hidden, args.hidden, 2, args.dropout, args.tie_weights)
     if not args.torch_init:
         load_keras_init(model, data)
     params = list(model.parameters())
