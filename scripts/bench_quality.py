@@ -125,10 +125,10 @@ def charlm_system(name, flags, corpus, val_path, minutes, run_dir) -> dict:
     return row
 
 
-def torch_system(name, kind, corpus, minutes, out_dir, threads) -> dict:
+def torch_system(name, kind, corpus, minutes, out_dir, threads, lstm_dropout) -> dict:
     """Train a PyTorch peer in its own process (scripts/torch_peers.py)."""
     argv = [sys.executable, str(Path(__file__).with_name("torch_peers.py")), kind, "--corpus", str(corpus),
-            "--minutes", f"{minutes:g}", "--val-fraction", f"{VAL_FRACTION:g}"]
+            "--minutes", f"{minutes:g}", "--val-fraction", f"{VAL_FRACTION:g}", "--lstm-dropout", f"{lstm_dropout:g}"]
     if out_dir:
         argv += ["--out", str(out_dir)]
     if threads:
@@ -186,6 +186,7 @@ def main():
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--out", type=Path, help="folder to keep each system's run (models, histories) in")
     parser.add_argument("--threads", type=int, help="PyTorch's threads [default: the cores, as TensorFlow's]")
+    parser.add_argument("--lstm-dropout", type=float, default=0.2, help="the PyTorch LSTM's dropout")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     letters = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -211,7 +212,7 @@ def main():
             else:
                 out = work / name if args.out else None
                 row = torch_system(name, "lstm" if letter == "c" else "gpt", args.corpus, args.minutes, out,
-                                   args.threads)
+                                   args.threads, args.lstm_dropout)
             systems.append(row)
     if args.json:
         print(json.dumps({"minutes": args.minutes, "systems": systems}))
