@@ -108,6 +108,53 @@ def test_interrupted_twice_then_resumed_equals_uninterrupted(corpus, reference, 
     assert [(r["train_loss"], r["val_loss"]) for r in rows] == [(r["train_loss"], r["val_loss"]) for r in expected]
 
 
+
+# With --ema: the averages are checkpointed beside the weights and restored with them.
+EMA = {**SETTINGS, "ema": 0.9}
+
+
+@pytest.fixture(scope="module")
+def ema_reference(corpus, tmp_path_factory):
+    """One uninterrupted run with --ema: its directory, per-step losses and summary."""
+    recorder = Recorder()
+    out = tmp_path_factory.mktemp("resume") / "ema"
+    summary = _train(corpus, out, [recorder], **EMA)
+    return {"dir": out, "losses": recorder.losses, "summary": summary}
+
+
+@pytest.mark.slow  # trains
+def test_averaging_leaves_the_raw_training_as_it_was(reference, ema_reference):
+    """--ema only watches: every step's loss, the weights and the optimizer's slots are those of
+    the run without it (each validation's swap restored the raw weights bit for bit), while the
+    validation losses, of the averages, differ."""
+    assert ema_reference["losses"] == reference["losses"]
+    ema = read_arrays(list_checkpoints(ema_reference["dir"])[-1])
+    plain = read_arrays(list_checkpoints(reference["dir"])[-1])
+    averages = {key for key in ema if key.startswith("averages/")}
+    assert len(averages) == len(charlm.load(reference["dir"] / "model.keras").model.trainable_variables)
+    assert ema.keys() - averages == plain.keys()
+    assert not [key for key in plain if not np.array_equal(ema[key], plain[key])]
+    ema_rows, rows = (json.loads((r["dir"] / "history.json").read_text()) for r in (ema_reference, reference))
+    assert all(a["val_loss"] != b["val_loss"] for a, b in zip(ema_rows, rows))
+
+
+@pytest.mark.slow  # trains
+def test_interrupted_with_ema_then_resumed_equals_uninterrupted(corpus, ema_reference, tmp_path):
+    """Stopped at step 7 and resumed: the same losses, the same averages (with everything else
+    in the last checkpoint), the same validations and the same model.keras."""
+    out = tmp_path / "run"
+    first, rest = Recorder(stop_at=7), Recorder()
+    with pytest.raises(TrainingInterrupted):
+        _train(corpus, out, [first], **EMA)
+    summary = _train(resume=out, observers=[rest])
+    assert {**first.losses, **rest.losses} == ema_reference["losses"]
+    _assert_same_arrays(list_checkpoints(out)[-1], list_checkpoints(ema_reference["dir"])[-1])
+    assert summary["best_val_loss"] == ema_reference["summary"]["best_val_loss"]
+    rows, expected = (json.loads((d / "history.json").read_text()) for d in (out, ema_reference["dir"]))
+    assert [r["val_loss"] for r in rows] == [r["val_loss"] for r in expected]
+    saved, reference = (charlm.load(d / "model.keras").model.get_weights() for d in (out, ema_reference["dir"]))
+    assert all(np.array_equal(a, b) for a, b in zip(saved, reference))
+
 @pytest.mark.slow  # trains
 def test_stopped_by_max_minutes_then_resumed_equals_uninterrupted(corpus, reference, tmp_path):
     """--max-minutes stops at a step boundary, validates and checkpoints; --resume goes on exactly."""
@@ -199,6 +246,17 @@ def test_allowed_changes_are_honoured_and_logged(reference, tmp_path):
              if k.startswith("optimizer/") and v.shape == () and v.dtype == np.float32]
     assert rates == [np.float32(0.005)]
 
+
+
+@pytest.mark.slow  # trains
+def test_weight_decay_may_change_on_resume(corpus, tmp_path):
+    out = tmp_path / "adamw"
+    _train(corpus, out, **{**SETTINGS, "optimizer": "adamw", "max_steps": 5})
+    assert json.loads((out / "config.json").read_text())["train"]["weight_decay"] == 0.01  # the default, recorded
+    lines = []
+    summary = _train(resume=out, lines=lines, max_steps=10, weight_decay=0.05)
+    assert any("changed: --max-steps 5 -> 10, --weight-decay 0.01 -> 0.05" in line for line in lines), lines
+    assert summary["steps"] == 10 and json.loads((out / "config.json").read_text())["train"]["weight_decay"] == 0.05
 
 @pytest.mark.slow  # trains
 def test_divergence_stops_and_keeps_the_last_good_checkpoint_and_best_model(corpus, tmp_path):
@@ -293,6 +351,7 @@ def finished(tiny_run, tmp_path):
 @pytest.mark.parametrize("flag,value", [
     ("--hidden", 64), ("--layers", 1), ("--cell", "gru"), ("--batch-size", 4), ("--bptt", 16),
     ("--tokenizer", "byte"), ("--dropout", 0.5), ("--seed", 7), ("--val-fraction", 0.2), ("--optimizer", "sgd"),
+    ("--ema", 0.99),
 ])
 def test_resume_refuses_changes_to_the_model_or_data(finished, flag, value):
     before = sorted(p.name for p in list_checkpoints(finished))
