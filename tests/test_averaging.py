@@ -1,8 +1,8 @@
 """Weight averaging (charlm.training.averaging, --ema): the averages against a NumPy
 recomputation of their definition over the raw weights recorded after every step, the swap
 that puts them into the model and restores the raw weights bit for bit, and a run whose
-validation, best model and model.keras use them. (Exact resume with --ema: test_resume.py;
-under two replicas: test_distribute.py.)"""
+validation, best model and model.keras use them. (Exact resume with --ema and its refusal to
+change on resume: test_resume.py; under two replicas: test_distribute.py.)"""
 
 import json
 
@@ -150,9 +150,3 @@ def test_bad_ema_values_are_one_line(flags, fragment, tiny_corpus, tmp_path):
     assert_one_line_error(invoke("train", tiny_corpus, "--out", tmp_path / "o", *flags), fragment)
     assert not (tmp_path / "o").exists()
 
-
-def test_resume_refuses_to_switch_averaging_on(tiny_run, tmp_path):
-    import shutil
-
-    run = shutil.copytree(tiny_run["run_dir"], tmp_path / "run")
-    assert_one_line_error(invoke("train", "--resume", run, "--ema", "0.99"), "--ema 0.99 conflicts", "drop --ema")
