@@ -35,6 +35,11 @@ def test_two_replicas_match_one_device_with_binding_clip(cell, tiny_corpus):
     assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
     for a, b in zip(one["weights"], two["weights"]):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=1e-4)
+    # --ema: the averages, updated in replica context, are the same on two replicas as on one.
+    for a, b in zip(one["averages"], two["averages"]):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=1e-4)
+    assert len(one["averages"]) == len(two["averages"]) > 0
+    assert set(two["average_copies"]) == {2}  # mirrored: one identical copy per replica
     # Replica r carried the states of streams r*b..(r+1)*b: same states, same order.
     for a, b in zip(one["states"], two["states"]):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-3, atol=1e-4)
