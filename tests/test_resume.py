@@ -163,7 +163,7 @@ def test_stopped_by_max_minutes_then_resumed_equals_uninterrupted(corpus, refere
     # 0.0001 minutes: the deadline has passed by the end of the first call, whatever the machine.
     summary = _train(corpus, out, [first], lines=lines, **{**SETTINGS, "max_minutes": 0.0001})
     assert summary["stopped_by_time"] and summary["steps"] == 1 == len(first.losses)
-    assert any(f"stopped at step 1 of 42: --max-minutes 0.0001 reached" in line and "the whole run's budget" in line
+    assert any("stopped at step 1 of 42: --max-minutes 0.0001 reached" in line and "the whole run's budget" in line
                and f"charlm train --resume {out} --max-minutes MORE" in line for line in lines), lines
     assert (out / "model.keras").exists() and read_state(list_checkpoints(out)[-1])["position"]["step"] == 1
     summary = _train(resume=out, observers=[rest], max_minutes=60.0)
@@ -197,6 +197,56 @@ def test_a_decaying_rate_resumes_where_it_left_off(corpus, tmp_path):
     _train(resume=tmp_path / "split", observers=[rest, rates])
     assert {**first.losses, **rest.losses} == whole.losses
     assert rates.rates == {k: whole_rates.rates[k] for k in range(11, 43)}
+
+
+class FakeClock(Observer):
+    """The run's clock (``clock=``), one second further after every step: elapsed time is steps taken."""
+
+    def __init__(self, start=0.0):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+    def on_step_end(self, run, step, logs):
+        self.now += 1.0
+
+
+@pytest.mark.slow  # trains
+def test_a_schedule_by_the_clock_reaches_its_cooldown_and_resumes_on_the_same_curve(corpus, tmp_path):
+    """--lr-schedule wsd --warmup 0.1 --max-minutes 0.5, on a clock that advances a second a step,
+    in a run of 2,100 steps: the clock ends it after 30, step k at the rate of (k - 1) / 30 of the
+    run (a 3-second warmup, a 6-second 1-sqrt cooldown), near 0 at its end. Stopped at step 10 and
+    resumed on a clock that reads another time, it follows the same rates and losses to the same
+    weights; then the spent budget is refused."""
+    import math
+
+    settings = {**SETTINGS, "epochs": 100, "lr_schedule": "wsd", "warmup": 0.1, "max_minutes": 0.5}
+
+    def expected(k):
+        progress = (k - 1) / 30
+        if progress < 0.1:
+            return 0.01 * progress / 0.1
+        return 0.01 if progress <= 0.8 else 0.01 * (1 - math.sqrt((progress - 0.8) / 0.2))
+
+    clock, whole, rates = FakeClock(), Recorder(), RateRecorder()
+    summary = _train(corpus, tmp_path / "whole", [clock, whole, rates], clock=clock, **settings)
+    assert summary["stopped_by_time"] and summary["steps"] == 30
+    assert rates.rates == pytest.approx({k: expected(k) for k in range(1, 31)}, rel=1e-6)
+    assert rates.rates[1] == 0.0 and rates.rates[30] < 0.001  # cooled down: a tenth of --lr at most
+    assert read_state(list_checkpoints(tmp_path / "whole")[-1])["position"]["elapsed_seconds"] == 30.0
+
+    first_clock, first = FakeClock(), Recorder(stop_at=10)
+    with pytest.raises(TrainingInterrupted):
+        _train(corpus, tmp_path / "split", [first_clock, first], clock=first_clock, **settings)
+    assert read_state(list_checkpoints(tmp_path / "split")[-1])["position"]["elapsed_seconds"] == 10.0
+    later, rest, resumed_rates = FakeClock(start=5000.0), Recorder(), RateRecorder()
+    _train(resume=tmp_path / "split", observers=[later, rest, resumed_rates], clock=later)
+    assert resumed_rates.rates == {k: rates.rates[k] for k in range(11, 31)}
+    assert {**first.losses, **rest.losses} == whole.losses
+    _assert_same_arrays(list_checkpoints(tmp_path / "split")[-1], list_checkpoints(tmp_path / "whole")[-1])
+    with pytest.raises(CharlmError, match="already trained 0.50 minutes of its --max-minutes 0.5"):
+        _train(resume=tmp_path / "whole")
 
 
 @pytest.mark.slow  # trains
@@ -346,6 +396,12 @@ def _one_line_error(args, *fragments):
 def finished(tiny_run, tmp_path):
     """A copy of the shared tiny run's directory: a finished run of TINY's settings."""
     return shutil.copytree(tiny_run["run_dir"], tmp_path / "finished")
+
+
+def test_resume_may_change_the_schedule_and_early_stopping(finished):
+    """Accepted, these flags reach the next check: the finished run has no steps left."""
+    _one_line_error(["train", "--resume", finished, "--lr-schedule", "wsd", "--warmup", "0.1", "--cooldown", "0.3",
+                     "--patience", "3", "--val-every", "10"], f"already trained {TINY['max_steps']} of its")
 
 
 @pytest.mark.parametrize("flag,value", [

@@ -3,6 +3,7 @@ the run directory's contents, reproducible runs, clipping; the command line's su
 every bad input refused in one line without touching an existing run."""
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -11,8 +12,10 @@ import numpy as np
 import pytest
 
 import charlm
+from charlm.training.checkpoint import list_checkpoints, read_state
 from charlm.training.observers import Observer
-from tests.helpers import TINY, assert_one_line_error, invoke
+from charlm.training.run import validations_without_improvement
+from tests.helpers import BUNDLED_CORPUS, TINY, assert_one_line_error, invoke
 
 
 def _quiet_train(corpus, out, **settings):
@@ -122,6 +125,66 @@ def test_a_run_clips_the_gradient_as_told(tiny_corpus, tmp_path):
     assert np.linalg.norm(moves["per-tensor"]) > 1.4 * 0.05
 
 
+@pytest.mark.slow  # trains
+def test_val_every_validates_inside_epochs_and_trains_the_same_steps(tiny_corpus, tmp_path, tiny_run):
+    """--val-every 25 on the tiny run (60 steps of a 210-window epoch): validations at steps 25, 50
+    and 60, each a history row (the epoch's mean loss so far), a log line and a checkpoint; the
+    training itself is the shared tiny run's, step for step."""
+    steps, lines, out = Steps(), [], tmp_path / "run"
+    summary = charlm.train(tiny_corpus, out, progress=False, log=lines.append, observers=[steps],
+                           **{**TINY, "val_every": 25})
+    rows = json.loads((out / "history.json").read_text())
+    assert [(row["epoch"], row["step"]) for row in rows] == [(1, 25), (1, 50), (1, 60)]
+    assert summary["validations"] == 3 and summary["epochs"] == 1 and summary["steps"] == 60
+    losses = steps.losses()
+    for row in rows:
+        assert row["train_loss"] == sum(losses[: row["step"]]) / row["step"]
+    assert summary["final_train_loss"] == tiny_run["final_train_loss"]
+    assert rows[-1]["val_loss"] == tiny_run["best_val_loss"]  # the same weights at step 60
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == \
+        ["epoch 1, step 25", "epoch 1, step 50", "epoch 1, step 60"]
+    assert [read_state(p)["position"]["step"] for p in list_checkpoints(out)] == [25, 50, 60]
+    best = min(rows, key=lambda row: row["val_loss"])
+    assert charlm.load(out / "model.keras").info["step"] == best["step"]
+
+
+@pytest.mark.slow  # trains about 175 steps
+def test_patience_stops_a_run_whose_validation_loss_stopped_improving(tmp_path):
+    """A 1x64 LSTM on 5,400 characters overfits within a few epochs; --patience 3 --val-every 7
+    stops it at the first validation that is the third without a better loss, says why, keeps the
+    best model, warns at every validation whose loss rose while the training loss fell, and
+    refuses to resume it without a larger --patience."""
+    corpus = tmp_path / "small.txt"
+    corpus.write_text(BUNDLED_CORPUS.read_text(encoding="utf-8")[:6000], encoding="utf-8")
+    lines, out = [], tmp_path / "run"
+    summary = charlm.train(corpus, out, progress=False, log=lines.append, cell="lstm", layers=1, hidden=64,
+                           embedding=16, batch_size=8, bptt=32, epochs=40, lr=0.03, val_fraction=0.1, seed=3,
+                           patience=3, val_every=7)
+    rows = json.loads((out / "history.json").read_text())
+    assert summary["stopped_early"] and not summary["stopped_by_time"] and summary["steps"] < 40 * 21
+    # Each validation better than all before it (B) or not (-): the run stopped at the first "---".
+    better = "".join("B" if row["val_loss"] < min([r["val_loss"] for r in rows[:i]], default=math.inf) else "-"
+                     for i, row in enumerate(rows))
+    assert better.endswith("B---") and "---" not in better[:-1], better
+    assert better == "".join("B" if row["saved"] else "-" for row in rows)
+    assert [validations_without_improvement(rows[:n]) for n in range(1, len(rows) + 1)][-4:] == [0, 1, 2, 3]
+    assert rows[-1]["step"] == summary["steps"]
+    best = min(rows, key=lambda row: row["val_loss"])
+    assert summary["best_val_loss"] == best["val_loss"]
+    assert charlm.load(out / "model.keras").info["step"] == best["step"]
+    stops = [line for line in lines if "stopped early" in line]
+    assert stops == [f"charlm: stopped early at step {summary['steps']}: validation loss has not improved for 3 "
+                     f"validations (--patience 3); the best, {best['val_loss']:.4f} at step {best['step']}, is in "
+                     f"{out / 'model.keras'}"]
+    rose = [(a, b) for a, b in zip(rows, rows[1:]) if b["val_loss"] > a["val_loss"] and b["train_loss"] < a["train_loss"]]
+    warnings = [line for line in lines if "warning" in line]
+    assert rose and len(warnings) == len(rose)
+    for (a, b), line in zip(rose, warnings):
+        assert line.startswith(f"charlm: warning: validation loss rose ({a['val_loss']:.4f} -> {b['val_loss']:.4f}) "
+                               f"while training loss fell ({a['train_loss']:.4f} -> {b['train_loss']:.4f})")
+    assert_one_line_error(invoke("train", "--resume", out), "stopped early", "raise --patience")
+
+
 # ---- charlm train on the command line -------------------------------------------------------------
 
 FLAGS = ["--cell", "gru", "--layers", "1", "--hidden", "16", "--embedding", "8", "--batch-size", "4",
@@ -195,9 +258,22 @@ def test_corpus_too_small(tmp_path):
     ("--layers", 0), ("--hidden", -4), ("--embedding", 0), ("--batch-size", 0), ("--bptt", 0),
     ("--dropout", 1.0), ("--dropout", -0.1), ("--lr", 0), ("--epochs", 0), ("--val-fraction", 1.5),
     ("--max-steps", -1), ("--max-minutes", 0), ("--steps-per-execution", 0), ("--lr-decay-start", 1.0),
+    ("--patience", 0), ("--val-every", 0), ("--warmup", 1.0), ("--warmup", -0.1), ("--cooldown", 1.5),
 ])
 def test_nonsense_hyperparameters(flag, value, tiny_corpus, tmp_path):
     assert_one_line_error(invoke("train", tiny_corpus, "--out", tmp_path / "o", flag, value), flag)
+
+
+@pytest.mark.parametrize("flags,fragment", [
+    (["--warmup", "0.1"], "--warmup needs a schedule: add --lr-schedule wsd, cosine or linear"),
+    (["--lr-schedule", "cosine", "--cooldown", "0.1"], "--cooldown is the end of --lr-schedule wsd"),
+    (["--lr-schedule", "wsd", "--warmup", "0.5", "--cooldown", "0.6"], "--warmup 0.5 and --cooldown 0.6 add up"),
+    (["--lr-schedule", "wsd", "--lr-decay-start", "0.5"], "--lr-decay-start is for cosine and linear"),
+    (["--lr-schedule", "linear", "--warmup", "0.3", "--lr-decay-start", "0.1"], "falls inside --warmup 0.3"),
+])
+def test_conflicting_schedule_flags(flags, fragment, tiny_corpus, tmp_path):
+    assert_one_line_error(invoke("train", tiny_corpus, "--out", tmp_path / "o", *flags), fragment)
+    assert not (tmp_path / "o").exists()
 
 
 def test_output_directory_not_writable(tiny_corpus, tmp_path):
