@@ -99,7 +99,15 @@ class TokenizerConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """Embedding(E) -> ``layers`` x cell(H) -> Dense(vocab) logits. ``tie_weights``: the output
-    matrix is the embedding's transpose (after a linear H -> E projection where H != E)."""
+    matrix is the embedding's transpose (after a linear H -> E projection where H != E).
+
+    The regularisers, all active in training only (AWD-LSTM's, Merity et al. 2017): ``dropout``
+    the rate at every place below unless ``dropout_input`` (the embedded tokens, AWD-LSTM's
+    dropouti), ``dropout_hidden`` (between recurrent layers, dropouth) or ``dropout_output`` (the
+    top layer's output, dropout) sets it there; ``locked_dropout``: one mask per stream row of a
+    window for all its steps (variational dropout); ``weight_drop``: DropConnect on each layer's
+    recurrent kernel, one mask per window (wdrop); ``embedding_dropout``: whole vocabulary rows
+    dropped per window (dropoute)."""
 
     cell: str = "lstm"
     layers: int = 2
@@ -107,18 +115,45 @@ class ModelConfig:
     embedding: int = 64
     dropout: float = 0.0
     tie_weights: bool = False
+    dropout_input: float | None = None  # None: dropout
+    dropout_hidden: float | None = None
+    dropout_output: float | None = None
+    locked_dropout: bool = False
+    weight_drop: float = 0.0
+    embedding_dropout: float = 0.0
 
     def __post_init__(self):
         _one_of("cell", self.cell, CELLS)
         for name in ("layers", "hidden", "embedding"):
             _positive(name, getattr(self, name))
-        if not 0.0 <= self.dropout < 1.0:
-            raise CharlmError(f"{flag('dropout')} must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "dropout_input", "dropout_hidden", "dropout_output", "weight_drop",
+                     "embedding_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise CharlmError(f"{flag(name)} must be in [0, 1), got {value}")
+        if self.locked_dropout and not any(self.dropout_rates):
+            raise CharlmError(f"{flag('locked_dropout')} locks the dropout masks over time, but every dropout "
+                              "rate is 0: add --dropout P (or --dropout-input/-hidden/-output)")
 
     @property
     def states_per_layer(self) -> int:
         """LSTM carries (h, c); GRU and SimpleRNN carry h."""
         return 2 if self.cell == "lstm" else 1
+
+    @property
+    def dropout_rates(self) -> tuple[float, ...]:
+        """The dropout rate of each place, in the order the model applies them: each recurrent
+        layer's input (the embedded tokens first), then the top layer's output."""
+        def rate(value):
+            return self.dropout if value is None else value
+
+        hidden = (rate(self.dropout_hidden),) * (self.layers - 1)
+        return (rate(self.dropout_input), *hidden, rate(self.dropout_output))
+
+    @property
+    def draws_masks(self) -> bool:
+        """Whether training draws random masks (any dropout, weight drop or embedding dropout)."""
+        return any(self.dropout_rates) or bool(self.weight_drop) or bool(self.embedding_dropout)
 
 
 @dataclass(frozen=True)

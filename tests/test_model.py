@@ -1,5 +1,5 @@
 """The Keras model charlm builds (charlm.nn.model): on a GPU its layers insist on cuDNN, and
-its files load anywhere."""
+its files load anywhere; tied weights; the training-only regularisers leave no trace in it."""
 
 import pytest
 
@@ -267,3 +267,92 @@ def test_fine_tuning_cannot_tie_an_untied_model(tiny_corpus, tiny_model_path, tm
 
     result = invoke("train", tiny_corpus, "--init-from", tiny_model_path, "--tie-weights", "--out", tmp_path / "x")
     assert_one_line_error(result, "--tie-weights True conflicts with", "fine-tuning keeps the model's architecture")
+
+
+# ---- regularisers -------------------------------------------------------------------------------
+
+
+def _keras_parts(path):
+    """A .keras file's layers (class, name, config without noise_shape) and every stored weight
+    array by its path in the weights file."""
+    import io
+    import json
+    import re
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(path) as archive:  # shared_object_id: an id() of the saving process
+        keras_config = json.loads(re.sub(rb'"shared_object_id": \d+', b'"shared_object_id": 0',
+                                         archive.read("config.json")))
+        weights = archive.read("model.weights.h5")
+    layers = [(layer["class_name"], layer["config"]["name"],
+               {k: v for k, v in layer["config"].items() if k != "noise_shape"})
+              for layer in keras_config["config"]["layers"]]
+    arrays = {}
+    with h5py.File(io.BytesIO(weights), "r") as store:
+        store.visititems(lambda name, item: arrays.update({name: item[()]}) if isinstance(item, h5py.Dataset) else None)
+    return layers, arrays
+
+
+@pytest.mark.slow  # trains two steps; a fresh interpreter
+def test_regularisers_leave_no_trace_in_the_saved_model(tmp_path):
+    """A model trained with locked dropout, weight drop and embedding dropout saves as the same
+    Keras layers and weights as one with plain dropout (the Dropout layers' noise_shape aside),
+    loads with plain Keras in safe mode, and infers with its own weights, no mask applied."""
+    import json
+
+    import numpy as np
+
+    import charlm
+    from charlm.config import ModelConfig, TrainConfig
+    from charlm.data.tokenizers import CharTokenizer
+    from charlm.nn.forward import make_forward
+    from charlm.nn.lm import LanguageModel
+    from charlm.nn.model import build_model
+    from charlm.runtime import import_keras
+    from charlm.training.steps import CompiledSteps
+    from tests.helpers import run_python
+
+    keras = import_keras()
+    sizes = dict(cell="lstm", layers=2, hidden=16, embedding=8, dropout=0.3, dropout_output=0.1)
+    config = ModelConfig(**sizes, locked_dropout=True, weight_drop=0.5, embedding_dropout=0.2)
+    tokenizer = CharTokenizer.build("abcdefghijk")
+    keras.utils.set_random_seed(2)
+    model = build_model(config, VOCAB)
+    trainer = CompiledSteps(model, config, TrainConfig(batch_size=3, bptt=6))
+    tokens, states = _inputs(config)
+    for _ in range(2):
+        trainer.train_step(tokens, tokens, tuple(states))
+    path = LanguageModel(model, tokenizer, config).save(tmp_path / "regularised.keras")
+    plain_config = ModelConfig(**sizes)
+    plain = build_model(plain_config, VOCAB)
+    plain.set_weights(model.get_weights())
+    plain_path = LanguageModel(plain, tokenizer, plain_config).save(tmp_path / "plain.keras")
+
+    layers, arrays = _keras_parts(path)
+    plain_layers, plain_arrays = _keras_parts(plain_path)
+    assert layers == plain_layers
+    assert arrays.keys() == plain_arrays.keys()
+    assert all(np.array_equal(arrays[k], plain_arrays[k]) for k in arrays)
+
+    expected = np.asarray(plain([tokens, *states])[0])
+    inference = make_forward(model, config)(tokens, states, False)[0]  # charlm's kernels, not training
+    np.testing.assert_allclose(np.asarray(inference), expected, rtol=1e-5, atol=1e-6)
+    loaded = charlm.load(path)
+    assert (loaded.config.weight_drop, loaded.config.embedding_dropout, loaded.config.locked_dropout) == (0.5, 0.2, True)
+    np.testing.assert_array_equal(np.asarray(loaded.logits(tokens, states)[0]), expected)
+    code = (
+        "import json, sys\nimport numpy as np\nimport keras\n"
+        "model = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=True)\n"
+        "inputs = json.loads(sys.argv[2])\n"
+        "logits = model([np.array(inputs[0], np.int32)] + [np.array(s, np.float32) for s in inputs[1:]])[0]\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'charlm']\n"
+        "print(json.dumps(np.asarray(logits).tolist()))\n"
+    )
+    inputs = json.dumps([np.asarray(tokens).tolist(), *[np.asarray(s).tolist() for s in states]])
+    result = run_python(code, path, inputs, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(np.array(json.loads(result.stdout.splitlines()[-1])), expected, rtol=0, atol=1e-6)
+    dropout = keras.saving.load_model(path, compile=False).get_layer("dropout_0")
+    assert dropout.noise_shape == (None, 1, 8)  # locked: Keras' own broadcast over the steps

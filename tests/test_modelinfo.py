@@ -16,7 +16,9 @@ def test_info_describes_the_tiny_model(tiny_model_path, tiny_run, lm):
     info = json.loads(result.stdout)
     assert info["parameters"] == lm.model.count_params()
     assert info["model"] == {"cell": "lstm", "layers": 2, "hidden": 32, "embedding": 16, "dropout": 0.0,
-                             "tie_weights": False}
+                             "tie_weights": False, "dropout_input": None, "dropout_hidden": None,
+                             "dropout_output": None, "locked_dropout": False, "weight_drop": 0.0,
+                             "embedding_dropout": 0.0}
     assert [layer["name"].split("_")[0] for layer in info["layers"]] == ["embedding", "lstm", "lstm", "dense"]
     assert info["tokenizer"]["kind"] == "char"
     assert info["tokenizer"]["vocab_size"] == lm.tokenizer.vocab_size == tiny_run["vocab_size"]

@@ -155,6 +155,24 @@ def test_interrupted_with_ema_then_resumed_equals_uninterrupted(corpus, ema_refe
     saved, reference = (charlm.load(d / "model.keras").model.get_weights() for d in (out, ema_reference["dir"]))
     assert all(np.array_equal(a, b) for a, b in zip(saved, reference))
 
+
+@pytest.mark.slow  # trains twice
+def test_a_regularised_run_resumes_exactly(corpus, reference, tmp_path):
+    """Locked dropout, weight drop and embedding dropout draw their masks from random state the
+    checkpoint holds (the Dropout layers' and the recurrent cells' seed generators): a resumed run
+    draws the masks the uninterrupted one drew."""
+    settings = {**SETTINGS, "locked_dropout": True, "dropout_hidden": 0.3, "weight_drop": 0.4,
+                "embedding_dropout": 0.1}
+    uninterrupted, first, rest = Recorder(), Recorder(stop_at=12), Recorder()
+    _train(corpus, tmp_path / "reference", [uninterrupted], **settings)
+    with pytest.raises(TrainingInterrupted):
+        _train(corpus, tmp_path / "run", [first], **settings)
+    _train(resume=tmp_path / "run", observers=[rest])
+    assert {**first.losses, **rest.losses} == uninterrupted.losses
+    assert uninterrupted.losses != reference["losses"]  # the masks were at work
+    _assert_same_arrays(list_checkpoints(tmp_path / "run")[-1], list_checkpoints(tmp_path / "reference")[-1])
+
+
 @pytest.mark.slow  # trains
 def test_stopped_by_max_minutes_then_resumed_equals_uninterrupted(corpus, reference, tmp_path):
     """--max-minutes stops at a step boundary, validates and checkpoints; --resume goes on exactly."""

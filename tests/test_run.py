@@ -259,9 +259,17 @@ def test_corpus_too_small(tmp_path):
     ("--dropout", 1.0), ("--dropout", -0.1), ("--lr", 0), ("--epochs", 0), ("--val-fraction", 1.5),
     ("--max-steps", -1), ("--max-minutes", 0), ("--steps-per-execution", 0), ("--lr-decay-start", 1.0),
     ("--patience", 0), ("--val-every", 0), ("--warmup", 1.0), ("--warmup", -0.1), ("--cooldown", 1.5),
+    ("--dropout-input", 1.0), ("--dropout-hidden", -0.2), ("--dropout-output", 1.5), ("--weight-drop", 1.0),
+    ("--embedding-dropout", -0.1),
 ])
 def test_nonsense_hyperparameters(flag, value, tiny_corpus, tmp_path):
     assert_one_line_error(invoke("train", tiny_corpus, "--out", tmp_path / "o", flag, value), flag)
+
+
+def test_locked_dropout_needs_a_dropout_rate(tiny_corpus, tmp_path):
+    assert_one_line_error(invoke("train", tiny_corpus, "--out", tmp_path / "o", "--locked-dropout"),
+                          "--locked-dropout", "--dropout P")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("flags,fragment", [

@@ -1,6 +1,7 @@
 """The compiled training and evaluation steps (charlm.training.steps): gradient clipping on
-known gradients and inside a real step, the XLA-compiled step against the plain one, dropout
-masks drawn outside the compiled step, several steps in one call, validation under XLA."""
+known gradients and inside a real step, the XLA-compiled step against the plain one, dropout,
+weight-drop and embedding-dropout masks drawn outside the compiled step, several steps in one
+call, validation under XLA."""
 
 import numpy as np
 import pytest
@@ -225,10 +226,42 @@ def test_dropout_masks_drawn_outside_the_compiled_step_match_the_keras_layers(ti
 
     masks = dropout_masks(build_model(model_config, data.tokenizer.vocab_size), model_config,
                           np.zeros((4, 16), dtype="int32"))
-    assert [m.shape for m in masks] == [(4, 16, 8), (4, 16, 16), (4, 16, 16)]
-    values = np.concatenate([np.ravel(m) for m in masks])
+    assert [m.shape for m in masks.places] == [(4, 16, 8), (4, 16, 16), (4, 16, 16)]
+    assert masks.recurrent == () and masks.tokens is None  # no weight drop, no embedding dropout
+    values = np.concatenate([np.ravel(m) for m in masks.places])
     assert set(np.unique(values)) == {0.0, np.float32(1 / 0.7)}
     assert 0.2 < np.mean(values == 0) < 0.4  # about the rate dropped
+
+
+@pytest.mark.slow  # trains a model for four steps, three times per case
+@pytest.mark.parametrize("regularisers", [
+    dict(dropout=0.2, dropout_hidden=0.4, locked_dropout=True, weight_drop=0.5, embedding_dropout=0.2),
+    dict(weight_drop=0.3),  # masks with no dropout places and no token factors
+])
+def test_regularisers_masks_drawn_outside_the_compiled_step(regularisers, tiny_corpus):
+    """Locked dropout, weight drop and embedding dropout: their masks are drawn before the
+    XLA-compiled step from the model's own random state, so the compiled and the plain step give
+    the same losses from the same seed; and the masks do change the losses."""
+    train_config = TrainConfig(batch_size=4, bptt=16, clipnorm=0.5, val_fraction=0.1)
+    data = prepare([tiny_corpus], TokenizerConfig(), train_config)
+
+    def run(model_config, jit):
+        keras.utils.set_random_seed(3)
+        model = build_model(model_config, data.tokenizer.vocab_size)
+        trainer = CompiledSteps(model, model_config, train_config, jit_compile=jit)
+        states = trainer.zero_states(4)
+        losses = []
+        for x, y in trainer.windows(data.train, 0, 4):
+            loss, _, states = trainer.train_step(x, y, states)
+            losses.append(float(loss))
+        return losses
+
+    config = ModelConfig(cell="lstm", layers=2, hidden=16, embedding=8, **regularisers)
+    plain, jit = run(config, False), run(config, True)
+    np.testing.assert_allclose(jit, plain, rtol=1e-5)
+    unregularised = run(ModelConfig(cell="lstm", layers=2, hidden=16, embedding=8), False)
+    # An untrained model's losses move little, but without masks they would be these exactly.
+    assert all(a != b for a, b in zip(plain, unregularised))
 
 
 @pytest.mark.slow  # trains a model for six steps, twice

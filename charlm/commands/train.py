@@ -48,7 +48,25 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.option("--hidden", type=int, default=_M.hidden, show_default=True, help="Units per recurrent layer.")
 @click.option("--embedding", type=int, default=_M.embedding, show_default=True, help="Embedding size.")
 @click.option("--dropout", type=float, default=_M.dropout, show_default=True,
-              help="Dropout on the embedding, between layers and before the output.")
+              help="Dropout on the embedding, between layers and before the output (each place's rate "
+                   "unless set by the three flags below).")
+@click.option("--dropout-input", type=float, default=None,
+              help="Dropout rate on the embedded tokens, the first layer's input (AWD-LSTM's dropouti) "
+                   "[default: --dropout].")
+@click.option("--dropout-hidden", type=float, default=None,
+              help="Dropout rate between recurrent layers (AWD-LSTM's dropouth) [default: --dropout].")
+@click.option("--dropout-output", type=float, default=None,
+              help="Dropout rate on the top layer's output, before the logits (AWD-LSTM's dropout) "
+                   "[default: --dropout].")
+@click.option("--locked-dropout", is_flag=True,
+              help="Variational dropout (Gal & Ghahramani 2016; AWD-LSTM's LockedDropout): each stream of a "
+                   "window keeps one dropout mask for all its steps instead of a new one per step.")
+@click.option("--weight-drop", type=float, default=_M.weight_drop, show_default=True,
+              help="DropConnect on each layer's recurrent kernel (AWD-LSTM's wdrop): one mask per window, "
+                   "entries dropped with this probability. Needs charlm's own kernels: not on a GPU.")
+@click.option("--embedding-dropout", type=float, default=_M.embedding_dropout, show_default=True,
+              help="Drop whole token types from each window's input (AWD-LSTM's dropoute): each vocabulary "
+                   "entry's embedding zeroed with this probability, the rest scaled by 1/(1-P). Not on a GPU.")
 @click.option("--tie-weights", is_flag=True,
               help="The output matrix is the embedding's transpose (Press & Wolf 2017; Inan et al. 2017); "
                    "where --hidden differs from --embedding, a linear projection H->E comes first.")

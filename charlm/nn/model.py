@@ -18,6 +18,11 @@ two. The file therefore still loads with plain ``keras.saving.load_model`` in sa
 own code never runs that detour: it reads the weights through :func:`output_logits` and
 :func:`output_weights`, which compute ``x·Eᵀ + b`` directly.
 
+Dropout is Keras' own Dropout layers (``dropout_<i>`` before recurrent layer i, ``dropout_out``
+before the output), with ``noise_shape`` (None, 1, D) for locked dropout; the regularisers that
+have no Keras layer (weight drop, embedding dropout) live in the training pass alone
+(:mod:`charlm.nn.forward`), so the file holds no trace of them.
+
 LSTM layers carry two states (h, c), GRU and SimpleRNN one (h). Whoever calls
 the model keeps the states: the training steps carry them from one window to the
 next (truncated BPTT), the sampler through its generation loop. Explicit states
@@ -58,8 +63,7 @@ def build_model(config: ModelConfig, vocab_size: int, on_gpu: bool = False) -> k
     x = embedding(tokens)
     final_states = []
     for layer in range(config.layers):
-        if config.dropout:
-            x = keras.layers.Dropout(config.dropout, name=f"dropout_{layer}")(x)
+        x = _dropout(x, config, layer)
         cudnn = {"use_cudnn": True} if on_gpu and config.cell in ("lstm", "gru") else {}
         rnn = _CELLS[config.cell](
             config.hidden, return_sequences=True, return_state=True, name=f"{config.cell}_{layer}", **cudnn
@@ -67,14 +71,30 @@ def build_model(config: ModelConfig, vocab_size: int, on_gpu: bool = False) -> k
         first = layer * config.states_per_layer
         x, *states = rnn(x, initial_state=state_inputs[first : first + config.states_per_layer])
         final_states.extend(states)
-    if config.dropout:
-        x = keras.layers.Dropout(config.dropout, name="dropout_out")(x)
+    x = _dropout(x, config, config.layers)
     # float32 logits even under a mixed-precision policy: softmax and loss need the range.
     if config.tie_weights:
         logits = _tied_output(x, embedding, config, vocab_size)
     else:
         logits = keras.layers.Dense(vocab_size, name="logits", dtype="float32")(x)
     return keras.Model([tokens, *state_inputs], [logits, *final_states], name="charlm")
+
+
+def _dropout(x, config: ModelConfig, place: int):
+    """x after the dropout of ``place`` (:attr:`ModelConfig.dropout_rates`' order; the last is the
+    output's), or x itself where that rate is 0. Locked dropout is Keras' own Dropout with
+    ``noise_shape`` (None, 1, D): one mask per row, broadcast over the time steps."""
+    rate = config.dropout_rates[place]
+    if not rate:
+        return x
+    noise_shape = (None, 1, x.shape[-1]) if config.locked_dropout else None
+    return keras.layers.Dropout(rate, noise_shape=noise_shape, name=dropout_name(place, config))(x)
+
+
+def dropout_name(place: int, config: ModelConfig) -> str:
+    """The name of the Dropout layer of ``place``: ``dropout_<layer>`` before each recurrent
+    layer, ``dropout_out`` before the output."""
+    return "dropout_out" if place == config.layers else f"dropout_{place}"
 
 
 def _tied_output(x, embedding, config: ModelConfig, vocab_size: int):

@@ -133,9 +133,9 @@ class CompiledSteps:
         self.forward = make_forward(model, model_config, kernels.charlm)
         self.eval_forward = make_forward(model, model_config, kernels.charlm, differentiable=False)
         self.jit_compile = kernels.xla if jit_compile is None else jit_compile
-        # With dropout the masks are drawn outside the compiled step: XLA's CPU random
-        # generator is slow (BENCHMARKS.md, dropout).
-        masks_outside = kernels.charlm and model_config is not None and model_config.dropout > 0
+        # The masks of dropout, weight drop and embedding dropout are drawn outside the compiled
+        # step: XLA's CPU random generator is slow (BENCHMARKS.md, dropout).
+        masks_outside = kernels.charlm and model_config is not None and model_config.draws_masks
         # float16 activations need loss scaling so that small gradients do not
         # underflow; bfloat16 has float32's range and does not.
         self.loss_scaled = keras.mixed_precision.global_policy().name == "mixed_float16"
@@ -156,7 +156,8 @@ class CompiledSteps:
     # -- steps ---------------------------------------------------------------
 
     def _drawing_masks(self, replica_train):
-        """``replica_train`` with its dropout masks drawn first, by TensorFlow's own kernels."""
+        """``replica_train`` with its window's masks (:func:`charlm.nn.forward.dropout_masks`)
+        drawn first, by TensorFlow's own kernels."""
         def replica_train_with_masks(x, y, states):
             return replica_train(x, y, states, dropout_masks(self.model, self.model_config, x))
 
