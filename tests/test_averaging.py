@@ -5,6 +5,7 @@ validation, best model and model.keras use them. (Exact resume with --ema and it
 change on resume: test_resume.py; under two replicas: test_distribute.py.)"""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -32,6 +33,12 @@ def test_the_decay_warms_up_as_tensorflow_num_updates_does():
     assert ema_decay(0.999, 8991) == pytest.approx(0.999)  # where the warm start reaches the decay
     assert ema_decay(0.999, 10**6) == 0.999
     assert ema_decay(0.5, 8) == pytest.approx(8 / 17) and ema_decay(0.5, 9) == 0.5
+    # The initial weights' share of the average after k steps, the product of d_1..d_k, is 9! k! / (k + 9)!:
+    # below 1e-5 from step 11 (docs/training.md).
+    share = np.cumprod([ema_decay(0.999, k) for k in range(1, 13)])
+    np.testing.assert_allclose(share, [math.factorial(9) * math.factorial(k) / math.factorial(k + 9)
+                                       for k in range(1, 13)], rtol=1e-12)
+    assert share[9] > 1e-5 > share[10]
 
 
 def _train_recording(model_config, train_config, steps, jit, vocab=23):

@@ -8,7 +8,7 @@ The warm start k / (k + 9) is TensorFlow's ``ExponentialMovingAverage(num_update
 (1 + n) / (10 + n): with a fixed decay of 0.999 the initial weights would still hold
 0.999^1000 = 37% of the average after 1,000 steps, and early validations would judge a blend
 of the trained and the random model. With the warm start the initial weights' share after k
-steps is 9! k! / (k + 9)!, below 1e-5 from step 10, and the average spans about the last
+steps is 9! k! / (k + 9)!, below 1e-5 from step 11, and the average spans about the last
 tenth of the steps taken until k / (k + 9) reaches DECAY (k = 8,991 for 0.999); from there
 on it is the plain average of about 1 / (1 - DECAY) steps.
 
