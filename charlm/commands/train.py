@@ -85,8 +85,7 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.option("--lr", type=float, default=_T.lr, show_default=True, help="Learning rate.")
 @click.option("--weight-decay", type=float, default=None,
               help=f"With --optimizer adamw: each step shrinks every weight matrix (not the biases) by "
-                   f"--lr x this, apart from the gradient (PyTorch's AdamW) [default: {ADAMW_WEIGHT_DECAY:g}]. "
-                   "May change on --resume.")
+                   f"--lr x this, apart from the gradient (PyTorch's AdamW) [default: {ADAMW_WEIGHT_DECAY:g}].")
 @click.option("--ema", type=float, default=None,
               help="Keep an exponential moving average of the weights with this decay (e.g. 0.999, warm-started; "
                    "see docs/training.md): validation, the best model and model.keras use the average.")
@@ -149,8 +148,9 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.option("--resume", type=click.Path(), default=None,
               help="Continue the run in this directory exactly where its newest checkpoint left it. Only "
                    "--epochs, --max-steps, --max-minutes, --lr, --lr-schedule, --warmup, --cooldown, "
-                   "--lr-decay-start, --patience, --val-every, --clipnorm, --clip-mode, --checkpoint-every, "
-                   "--keep and the device settings may change; flags that change the model or data are refused.")
+                   "--lr-decay-start, --patience, --val-every, --weight-decay, --clipnorm, --clip-mode, "
+                   "--checkpoint-every, --keep and the device settings may change; flags that change the model "
+                   "or data are refused.")
 @click.option("--init-from", type=click.Path(), default=None,
               help="Fine-tune: start from this model's weights and tokenizer (ids are never re-mapped).")
 @click.option("--extend-vocab", is_flag=True,

@@ -88,7 +88,7 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
             ``dropout``, ``batch_size``, ``bptt``, ``epochs``, ``max_steps``,
             ``optimizer``, ``lr``, ``lr_schedule``, ``lr_decay_start``, ``warmup``, ``cooldown``,
             ``patience``, ``val_every``, ``clipnorm``, ``clip_mode``, ``val_fraction``, ``seed``,
-            ``checkpoint_every``, ``keep``, the device settings of
+            ``weight_decay``, ``ema``, ``checkpoint_every``, ``keep``, the device settings of
             :class:`charlm.config.DeviceConfig` and the corpus settings of
             :class:`charlm.config.DataConfig`.
 
