@@ -64,17 +64,22 @@ def _seed_states(model):
     return [v.numpy() for v in model.variables if "seed_generator" in v.path]
 
 
+@pytest.mark.parametrize("rates,layers", [
+    (dict(dropout=0.3, dropout_hidden=0.5, dropout_output=0.0), ["dropout_0", "dropout_1", "dropout_2"]),
+    (dict(dropout=0.4, dropout_input=0.0), ["dropout_1", "dropout_2", "dropout_out"]),  # the embedding folds
+])
 @pytest.mark.parametrize("locked", [False, True])
-def test_training_pass_with_dropout_equals_the_keras_model_in_training(locked):
+def test_training_pass_with_dropout_equals_the_keras_model_in_training(locked, rates, layers):
     """In training, charlm's pass applies its masks where the Keras model's own Dropout layers
-    apply theirs (per-place rates, one place without dropout), drawn from the same random state."""
-    config = ModelConfig(cell="gru", layers=3, hidden=16, embedding=8, dropout=0.3, dropout_hidden=0.5,
-                         dropout_output=0.0, locked_dropout=locked)
-    assert config.dropout_rates == (0.3, 0.5, 0.5, 0.0)
+    apply theirs (per-place rates, a place without dropout), drawn from the same random state."""
+    from charlm.nn.forward import fold_embedding
+
+    config = ModelConfig(cell="gru", layers=3, hidden=16, embedding=8, locked_dropout=locked, **rates)
     keras.utils.set_random_seed(6)
     model = build_model(config, 11)
-    assert [layer.name for layer in model.layers if "dropout" in layer.name] == ["dropout_0", "dropout_1", "dropout_2"]
+    assert [layer.name for layer in model.layers if "dropout" in layer.name] == layers
     tokens = tf.constant(np.random.default_rng(0).integers(0, 11, (4, 7)), tf.int32)
+    assert fold_embedding(11, tokens)  # folded where the first layer's input has no dropout
     states = [tf.random.normal((4, 16), seed=i) for i in range(3)]
     start = _seed_states(model)
     expected = model([tokens, *states], training=True)[0].numpy()
