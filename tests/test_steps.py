@@ -1,5 +1,6 @@
 """The compiled training and evaluation steps (charlm.training.steps): gradient clipping on
-known gradients and inside a real step, the XLA-compiled step against the plain one, dropout,
+known gradients and inside a real step, SGD steps of a word LSTM against PyTorch's, the
+XLA-compiled step against the plain one, dropout,
 weight-drop and embedding-dropout masks drawn outside the compiled step, several steps in one
 call, validation under XLA."""
 
@@ -14,6 +15,7 @@ import tensorflow as tf  # noqa: E402  (after import_keras, which starts it)
 from charlm.config import ADAMW_WEIGHT_DECAY, ModelConfig, TokenizerConfig, TrainConfig  # noqa: E402
 from charlm.data.prepare import prepare  # noqa: E402
 from charlm.nn.forward import dropout_masks  # noqa: E402
+from charlm.nn.importing import TorchRNN, keras_rnn_weights, set_weights  # noqa: E402
 from charlm.nn.model import build_model  # noqa: E402
 from charlm.training.steps import CompiledSteps, clip_factors, undecayed  # noqa: E402
 from tests.helpers import assert_one_line_error, invoke  # noqa: E402
@@ -169,6 +171,69 @@ def test_a_large_vocabulary_step_under_xla_equals_keras_adam_on_the_keras_model(
         assert float(loss) == pytest.approx(float(expected), rel=1e-5)
     for a, b in zip(reference.get_weights(), model.get_weights()):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)  # Adam's steps are about lr = 0.01
+
+
+@pytest.mark.parametrize("vocab", [11, 300])  # 11: folded into the first projection; 300 > the 32 rows: a lookup
+def test_sgd_steps_of_a_word_lstm_equal_pytorchs(vocab):
+    """PyTorch's word_language_model loop (nn.Embedding, nn.LSTM, nn.Linear, mean cross-entropy,
+    clip_grad_norm_, SGD) and charlm's compiled steps, from the same weights (charlm import's
+    mapping; PyTorch's b_hh frozen, so that both have one bias vector) on the same windows, the
+    states carried: three steps at rate 20 with the clipping binding give the same losses,
+    gradient norms and weights. The ids repeat within a window, as words do."""
+    torch = pytest.importorskip("torch", reason="the PyTorch reference needs PyTorch (CI has none)")
+    batch, bptt, hidden, width, lr, clip = 4, 8, 16, 8, 20.0, 0.02
+    torch.manual_seed(0)
+    encoder, rnn = torch.nn.Embedding(vocab, width), torch.nn.LSTM(width, hidden, 2)
+    decoder = torch.nn.Linear(hidden, vocab)
+    for layer in range(2):
+        getattr(rnn, f"bias_hh_l{layer}").requires_grad_(False)
+    params = [p for m in (encoder, rnn, decoder) for p in m.parameters() if p.requires_grad]
+
+    def torch_weights():
+        def a(t):
+            return t.detach().numpy().copy()
+        layers = [tuple(a(getattr(rnn, f"{name}_l{k}")) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                  for k in range(2)]
+        return TorchRNN("lstm", a(encoder.weight), layers, a(decoder.weight), a(decoder.bias))
+
+    source = torch_weights()
+    model = build_model(source.config(), vocab)
+    set_weights(model, source, np.arange(vocab))
+    steps = CompiledSteps(model, source.config(), TrainConfig(batch_size=batch, bptt=bptt, optimizer="sgd", lr=lr,
+                                                              clipnorm=clip))
+    optimizer = torch.optim.SGD(params, lr=lr)
+    rng = np.random.default_rng(0)
+    ranks = 1.0 / np.arange(1, vocab + 1)
+    stream = rng.choice(vocab, size=(batch, 3 * bptt + 1), p=ranks / ranks.sum()).astype(np.int32)
+    states, torch_states = steps.zero_states(batch), (torch.zeros(2, batch, hidden), torch.zeros(2, batch, hidden))
+    for k in range(3):
+        x, y = stream[:, k * bptt:(k + 1) * bptt], stream[:, k * bptt + 1:(k + 1) * bptt + 1]
+        assert len(np.unique(x)) < x.size  # some token is read twice: its embedding row gets two gradients
+        loss, norm, states = steps.train_step(tf.constant(x), tf.constant(y), states)
+        torch_states = tuple(s.detach() for s in torch_states)
+        output, torch_states = rnn(encoder(torch.from_numpy(x.T.astype(np.int64))), torch_states)  # (T, B, H)
+        expected = torch.nn.functional.cross_entropy(decoder(output).reshape(-1, vocab),
+                                                     torch.from_numpy(y.T.astype(np.int64)).reshape(-1))
+        optimizer.zero_grad()
+        expected.backward()
+        expected_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+        optimizer.step()
+        assert float(loss) == pytest.approx(expected.item(), rel=1e-5)
+        assert float(norm) == pytest.approx(expected_norm, rel=1e-4)
+        assert expected_norm > clip  # the clipping binds: the step is lr * clip long
+    # Each weight's move, to within a thousandth of the largest move of its tensor.
+    got_weights = model.get_weights()
+    assert [w.shape for w in got_weights] == [w.shape for w in _keras_order(source)]
+    for got, before, want in zip(got_weights, _keras_order(source), _keras_order(torch_weights())):
+        moved = want - before
+        assert np.abs(moved).max() > 0
+        np.testing.assert_allclose(got - before, moved, rtol=1e-3, atol=1e-3 * np.abs(moved).max())
+
+
+def _keras_order(source):
+    """A PyTorch RNNModel's weights as charlm's model lists them (:func:`charlm.nn.importing.set_weights`)."""
+    layers = [w for weights in source.layers for w in keras_rnn_weights(source.cell, *weights)]
+    return [source.encoder, *layers, source.decoder_w.T, source.decoder_b]
 
 
 @pytest.mark.slow  # trains a model for four steps, twice
