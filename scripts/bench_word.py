@@ -11,13 +11,24 @@ word_language_model recipe: SGD at learning rate 20, global-norm clipping at 0.2
              ``charlm.evaluate.evaluate`` on the test text (what ``charlm eval`` prints)
     torch    a word_language_model-style loop: ``nn.Embedding``, ``nn.LSTM`` (dropout between
              the layers), dropout, ``nn.Linear`` decoder; cross-entropy, ``clip_grad_norm_``,
-             the same optimizer, learning rate and clipping; states detached between windows
+             the same optimizer, learning rate, schedule and clipping; states detached between
+             windows
 
-Both start from the same weights (charlm's initial ones, given to the peer; `--torch-init` for
-word_language_model's own initialisation, which SGD at rate 20 was tuned with) and train on the
-same token ids in the same windows: charlm's training split (the text less
-its last ``--val-fraction`` for charlm's validation) laid out in charlm's B streams, a fresh
-state at each epoch's start. Both are evaluated through ``charlm.evaluate.stream_logprobs``
+Both start from the same weights (charlm's initial ones, given to the peer, whose LSTM then trains
+one bias vector per layer as charlm's does, its b_hh held at 0; `--torch-init` for
+word_language_model's own initialisation, which SGD at rate 20 was tuned with, both bias vectors
+trained) and train on the same token ids in the same windows: charlm's training split (the text
+less its last ``--val-fraction`` for charlm's validation) laid out in charlm's B streams, a fresh
+state at each epoch's start. Their steps are the same arithmetic (tests/test_steps.py holds
+charlm's SGD steps to PyTorch's), but not the same floats, and SGD at rate 20 amplifies the
+difference until, within some twenty steps, the two runs are as far apart as two seeds.
+
+The rate follows charlm's ``--lr-schedule`` on both sides: by default the full rate for the first
+half of the steps, then linearly down to 0. At a constant rate of 20 the weights sit wherever the
+last few steps threw them, and test perplexity swings from one step to the next by more than any
+difference between the two sides (BENCHMARKS.md); the decay settles both. ``--lr-schedule
+constant`` compares the unsettled runs; ``--seed`` draws other initial weights and dropout masks,
+to size the noise. Both are evaluated through ``charlm.evaluate.stream_logprobs``
 (the same tokens, the same parallel pieces and warm-up, ``<eol>`` as the start context), so
 the two perplexities differ only by what the models learned. Each side runs in its own process,
 one after the other; tokens/s is over the training steps after the first ``--skip`` (which
@@ -97,10 +108,11 @@ def charlm_worker(args, shared):
             self.run = run
 
     clock = Clock()
+    # As many epochs as steps: --steps, not charlm's default of 3 epochs, ends the run.
     settings = {"tokenizer": "word", "cell": "lstm", "layers": 2, "hidden": args.hidden, "embedding": args.hidden,
-                "dropout": args.dropout, "batch_size": args.batch_size, "bptt": args.bptt, "max_steps": args.steps,
-                "optimizer": args.optimizer, "lr": args.lr, "clipnorm": args.clip,
-                "val_fraction": args.val_fraction, "checkpoint_every": 0, "seed": 0}
+                "dropout": args.dropout, "batch_size": args.batch_size, "bptt": args.bptt, "epochs": args.steps,
+                "max_steps": args.steps, "optimizer": args.optimizer, "lr": args.lr, **schedule_settings(args),
+                "clipnorm": args.clip, "val_fraction": args.val_fraction, "checkpoint_every": 0, "seed": args.seed}
     if args.tie_weights:
         settings["tie_weights"] = True
     if args.split_punctuation:  # so that the kept model reads BLiMP's "sketch." as "sketch ."
@@ -137,10 +149,28 @@ def charlm_worker(args, shared):
     }
 
 
+def schedule_settings(args) -> dict:
+    """charlm's learning-rate schedule settings from the command line."""
+    if args.lr_schedule == "constant":
+        return {"lr_schedule": "constant"}
+    return {"lr_schedule": args.lr_schedule, "lr_decay_start": args.lr_decay_start}
+
+
+def scheduled_rates(args) -> list:
+    """The learning rate of each training step as charlm's run sets it (:mod:`charlm.training.schedule`)."""
+    from charlm.config import TrainConfig
+    from charlm.training.schedule import run_progress, scheduled_lr
+
+    config = TrainConfig(optimizer=args.optimizer, lr=args.lr, **schedule_settings(args))
+    return [scheduled_lr(config, run_progress(config, step, args.steps, 0.0)) for step in range(args.steps)]
+
+
 def load_keras_init(model, data):
     """Give the PyTorch peer charlm's initial weights: the embedding, each LSTM layer (Keras'
     kernel (E, 4H), recurrent kernel (H, 4H) and bias (4H,), gates i, f, g, o in PyTorch's order
-    too: transposed, the bias as b_ih with b_hh 0) and the decoder (Keras' kernel (H, V))."""
+    too: transposed, the bias as b_ih, b_hh 0 and frozen, so that the layer has one bias vector,
+    trained at charlm's rate and counted once by the clipping, as charlm's) and the decoder
+    (Keras' kernel (H, V))."""
     import torch
 
     def weight(name, k):
@@ -153,6 +183,7 @@ def load_keras_init(model, data):
             getattr(model.rnn, f"weight_hh_l{layer}").copy_(weight(f"lstm_{layer}", 1).T)
             getattr(model.rnn, f"bias_ih_l{layer}").copy_(weight(f"lstm_{layer}", 2))
             getattr(model.rnn, f"bias_hh_l{layer}").zero_()
+            getattr(model.rnn, f"bias_hh_l{layer}").requires_grad_(False)
         if model.decoder.weight is model.encoder.weight:  # tied: the bias is a (1, V) Dense kernel
             model.decoder.bias.copy_(weight("output_bias", 0)[0])
         else:
@@ -170,7 +201,7 @@ def torch_worker(args, shared):
     from torch_peers import LSTMModel  # word_language_model's RNNModel (the scripts folder is on sys.path)
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     data = np.load(shared)
     streams, T, V = data["streams"], int(data["bptt"]), int(data["vocab_size"])
     B = streams.shape[0]
@@ -178,8 +209,9 @@ def torch_worker(args, shared):
     model = LSTMModel(V, args.hidden, args.hidden, 2, args.dropout, args.tie_weights)
     if not args.torch_init:
         load_keras_init(model, data)
-    params = list(model.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[args.optimizer](params, lr=args.lr)
+    rates = scheduled_rates(args)
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def zeros(rows):
@@ -194,6 +226,8 @@ def torch_worker(args, shared):
         x = torch.from_numpy(streams[:, k * T:(k + 1) * T].T.astype(np.int64))  # (T, B)
         y = torch.from_numpy(streams[:, k * T + 1:(k + 1) * T + 1].T.astype(np.int64))
         hidden = tuple(h.detach() for h in hidden)
+        for group in optimizer.param_groups:
+            group["lr"] = rates[step]
         logits, hidden = model(x, hidden)
         loss = loss_fn(logits.reshape(-1, V), y.reshape(-1))
         optimizer.zero_grad()
@@ -237,6 +271,12 @@ def torch_worker(args, shared):
     }
 
 
+def _schedule_label(args) -> str:
+    if args.lr_schedule == "constant":
+        return "constant"
+    return f"{args.lr_schedule} decay to 0 from {args.lr_decay_start:g} of the steps"
+
+
 def _run_worker(side, args, shared):
     """One side in its own process; its result is the last line of its stdout."""
     argv = [sys.executable, __file__, "--worker", side, "--shared", shared, *args.passed]
@@ -255,6 +295,11 @@ def main():
     parser.add_argument("--bptt", type=int, default=35)
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd")
     parser.add_argument("--lr", type=float, default=20.0)
+    parser.add_argument("--lr-schedule", choices=["constant", "linear", "cosine"], default="linear",
+                        help="charlm's schedule, on both sides (default: linear from --lr-decay-start)")
+    parser.add_argument("--lr-decay-start", type=float, default=0.5,
+                        help="fraction of the steps at the full rate before the decay (default 0.5)")
+    parser.add_argument("--seed", type=int, default=0, help="charlm's initial weights and both sides' dropout")
     parser.add_argument("--clip", type=float, default=0.25, help="global gradient-norm clipping")
     parser.add_argument("--val-fraction", type=float, default=0.05, help="charlm's validation split")
     parser.add_argument("--tie-weights", action="store_true", help="the decoder is the embedding")
@@ -295,8 +340,8 @@ def main():
         print(json.dumps(results))
         return
     print(f"LSTM 2x{args.hidden}, vocabulary {c['vocab_size']:,} words, {args.steps} steps of "
-          f"{args.batch_size}x{args.bptt}, {args.optimizer} lr {args.lr:g}, clip {args.clip:g}, "
-          f"dropout {args.dropout:g}{', tied' if args.tie_weights else ''}")
+          f"{args.batch_size}x{args.bptt}, {args.optimizer} lr {args.lr:g} ({_schedule_label(args)}), "
+          f"clip {args.clip:g}, dropout {args.dropout:g}{', tied' if args.tie_weights else ''}, seed {args.seed}")
     print(f"test: {c['test_tokens']:,} tokens, {c['test_oov_rate']:.1%} <unk>")
     for name, r in (("charlm", c), ("torch", t)):
         rate = f"{r['tokens_per_s']:7,.0f} tok/s" if r["tokens_per_s"] else "(too few steps)"
