@@ -26,6 +26,15 @@ LR_SCHEDULES = ("constant", "wsd", "cosine", "linear")
 # wsd's cooldown when --cooldown is not given: Hägele et al. 2024 find that a cooldown over the
 # last 20% of a run matches a cosine schedule's loss.
 WSD_COOLDOWN = 0.2
+# A run with no --epochs, --max-steps or --max-minutes (charlm.training.spec.open_ended_defaults)
+# ends when validation loss has not improved for this many validations, taken at epoch ends or,
+# where an epoch is longer, every this many steps.
+OPEN_ENDED_PATIENCE = 3
+OPEN_ENDED_VAL_EVERY = 1000
+# --dropout of a training run that does not give it: without dropout the default model overfits
+# tiny-shakespeare within about 8 epochs, with 0.2 it was still improving (docs/training.md).
+# A ModelConfig built in Python keeps 0 unless told.
+TRAIN_DROPOUT = 0.2
 DEVICES = ("auto", "cpu", "gpu", "tpu")
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker", "tpu")
 
@@ -102,7 +111,8 @@ class ModelConfig:
     matrix is the embedding's transpose (after a linear H -> E projection where H != E).
 
     The regularisers, all active in training only (AWD-LSTM's, Merity et al. 2017): ``dropout``
-    the rate at every place below unless ``dropout_input`` (the embedded tokens, AWD-LSTM's
+    (0 here; a training run that does not set it takes :data:`TRAIN_DROPOUT`) the rate at every
+    place below unless ``dropout_input`` (the embedded tokens, AWD-LSTM's
     dropouti), ``dropout_hidden`` (between recurrent layers, dropouth) or ``dropout_output`` (the
     top layer's output, dropout) sets it there; ``locked_dropout``: one mask per stream row of a
     window for all its steps (variational dropout); ``weight_drop``: DropConnect on each layer's
@@ -159,17 +169,18 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation: B parallel streams cut into windows of T tokens (truncated BPTT); how
-    long (epochs, steps, minutes), the rate's schedule over that budget
-    (:mod:`charlm.training.schedule`), and early stopping on validation loss."""
+    long (epochs, steps, minutes; with none of them, until validation stops improving: see
+    :attr:`open_ended`), the rate's schedule over that budget (:mod:`charlm.training.schedule`),
+    and early stopping on validation loss."""
 
     batch_size: int = 64
     bptt: int = 64
-    epochs: int = 3
+    epochs: int | None = None  # None: no epoch limit (see open_ended)
     max_steps: int | None = None
     max_minutes: float | None = None  # wall-clock budget of the whole run's training loop, across resumes
     optimizer: str = "adam"
     lr: float = 2e-3
-    lr_schedule: str = "constant"
+    lr_schedule: str = "wsd"
     lr_decay_start: float = 0.0  # cosine, linear: fraction of the run's budget before the decay begins
     warmup: float = 0.0  # fraction of the budget over which the rate rises from 0 to lr
     cooldown: float | None = None  # wsd: fraction of the budget at its end over which the rate falls to 0
@@ -183,9 +194,9 @@ class TrainConfig:
     ema: float | None = None  # decay of the weights' moving average (charlm.training.averaging); None: off
 
     def __post_init__(self):
-        for name in ("batch_size", "bptt", "epochs", "lr"):
+        for name in ("batch_size", "bptt", "lr"):
             _positive(name, getattr(self, name))
-        for name in ("max_steps", "max_minutes"):
+        for name in ("epochs", "max_steps", "max_minutes"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
@@ -226,6 +237,12 @@ class TrainConfig:
             raise CharlmError(f"{flag('lr_decay_start')} {self.lr_decay_start:g} falls inside {flag('warmup')} "
                               f"{self.warmup:g}; the decay starts after the warmup (leave {flag('lr_decay_start')} "
                               "at 0 for that)")
+
+    @property
+    def open_ended(self) -> bool:
+        """No --epochs, --max-steps or --max-minutes: the run's length is not known in advance;
+        it ends when validation stops improving (:func:`charlm.training.spec.open_ended_defaults`)."""
+        return self.epochs is None and self.max_steps is None and self.max_minutes is None
 
     @property
     def wsd_cooldown(self) -> float:

@@ -105,14 +105,14 @@ def test_extend_vocab_adds_rows_and_keeps_old_ids_and_predictions(tiny_model_pat
 def test_fine_tuning_on_the_command_line_and_dropout_may_change(tiny_model_path, new_corpus, tmp_path):
     out = tmp_path / "cli"
     result = invoke("train", new_corpus, "--init-from", tiny_model_path, "--out", out, "--extend-vocab",
-                    "--dropout", "0.2", "--max-steps", "2", "--batch-size", "8", "--bptt", "32",
+                    "--dropout", "0.3", "--max-steps", "2", "--batch-size", "8", "--bptt", "32",
                     "--val-fraction", "0.1", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     old = charlm.load(tiny_model_path).tokenizer.vocabulary
     assert summary["vocabulary"]["added"] == _new_symbols(new_corpus, old)
     config = json.loads((out / "config.json").read_text())
-    assert config["model"]["dropout"] == 0.2 and config["model"]["hidden"] == 32  # the tiny model's width
+    assert config["model"]["dropout"] == 0.3 and config["model"]["hidden"] == 32  # the tiny model's width
     assert config["init_from"] == {"path": str(tiny_model_path), "extend_vocab": True}
 
 

@@ -28,7 +28,7 @@ from tests.helpers import BUNDLED_CORPUS, TINY, assert_one_line_error, invoke
 
 # 21 windows per epoch on the 6,000-character corpus; two epochs, a checkpoint every 5 steps.
 SETTINGS = dict(cell="lstm", layers=2, hidden=16, embedding=8, dropout=0.1, batch_size=8, bptt=32, epochs=2,
-                lr=0.01, val_fraction=0.1, seed=3, checkpoint_every=5, keep=3)
+                lr=0.01, lr_schedule="constant", val_fraction=0.1, seed=3, checkpoint_every=5, keep=3)
 
 
 def _flags(settings):
@@ -215,6 +215,36 @@ def test_a_decaying_rate_resumes_where_it_left_off(corpus, tmp_path):
     _train(resume=tmp_path / "split", observers=[rest, rates])
     assert {**first.losses, **rest.losses} == whole.losses
     assert rates.rates == {k: whole_rates.rates[k] for k in range(11, 43)}
+
+
+@pytest.mark.slow  # trains about 450 steps twice
+def test_an_open_ended_run_resumed_in_its_cooldown_continues_it_exactly(corpus, tmp_path):
+    """An open-ended run (no --epochs, --max-steps or --max-minutes: dropout 0.2, wsd, patience 3)
+    stopped ten steps into the cooldown it began when validation stopped improving: the checkpoint
+    holds the cooldown's steps, and the resumed run says so, takes the same rates and losses to the
+    same end, weights and validations as the uninterrupted run."""
+    settings = dict(cell="lstm", layers=1, hidden=64, embedding=16, batch_size=8, bptt=32, lr=0.03,
+                    val_fraction=0.1, seed=3)
+    whole, whole_rates = Recorder(), RateRecorder()
+    summary = _train(corpus, tmp_path / "whole", [whole, whole_rates], **settings)
+    start, end = summary["cooldown"]["start"], summary["cooldown"]["end"]
+    assert 0 < start < end == summary["steps"]
+    first, first_rates = Recorder(stop_at=start + 10), RateRecorder()
+    with pytest.raises(TrainingInterrupted):
+        _train(corpus, tmp_path / "split", [first, first_rates], **settings)
+    position = read_state(list_checkpoints(tmp_path / "split")[-1])["position"]
+    assert (position["step"], position["cooldown_start"], position["cooldown_end"]) == (start + 10, start, end)
+    rest, rates, lines = Recorder(), RateRecorder(), []
+    resumed = _train(resume=tmp_path / "split", observers=[rest, rates], lines=lines)
+    assert (f"charlm: in the cooldown begun when validation stopped improving at step {start}: the rate falls to 0 "
+            f"by step {end}, then the run stops") in lines
+    assert sorted(rest.losses) == list(range(start + 11, end + 1))
+    assert {**first.losses, **rest.losses} == whole.losses
+    assert {**first_rates.rates, **rates.rates} == whole_rates.rates
+    assert resumed["cooldown"] == summary["cooldown"] and resumed["best_val_loss"] == summary["best_val_loss"]
+    _assert_same_arrays(list_checkpoints(tmp_path / "split")[-1], list_checkpoints(tmp_path / "whole")[-1])
+    rows, expected = (json.loads((d / "history.json").read_text()) for d in (tmp_path / "split", tmp_path / "whole"))
+    assert [(r["step"], r["val_loss"]) for r in rows] == [(r["step"], r["val_loss"]) for r in expected]
 
 
 class FakeClock(Observer):

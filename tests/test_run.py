@@ -158,8 +158,8 @@ def test_patience_stops_a_run_whose_validation_loss_stopped_improving(tmp_path):
     corpus.write_text(BUNDLED_CORPUS.read_text(encoding="utf-8")[:6000], encoding="utf-8")
     lines, out = [], tmp_path / "run"
     summary = charlm.train(corpus, out, progress=False, log=lines.append, cell="lstm", layers=1, hidden=64,
-                           embedding=16, batch_size=8, bptt=32, epochs=40, lr=0.03, val_fraction=0.1, seed=3,
-                           patience=3, val_every=7)
+                           embedding=16, dropout=0.0, batch_size=8, bptt=32, epochs=40, lr=0.03,
+                           lr_schedule="constant", val_fraction=0.1, seed=3, patience=3, val_every=7)
     rows = json.loads((out / "history.json").read_text())
     assert summary["stopped_early"] and not summary["stopped_by_time"] and summary["steps"] < 40 * 21
     # Each validation better than all before it (B) or not (-): the run stopped at the first "---".
@@ -183,6 +183,53 @@ def test_patience_stops_a_run_whose_validation_loss_stopped_improving(tmp_path):
         assert line.startswith(f"charlm: warning: validation loss rose ({a['val_loss']:.4f} -> {b['val_loss']:.4f}) "
                                f"while training loss fell ({a['train_loss']:.4f} -> {b['train_loss']:.4f})")
     assert_one_line_error(invoke("train", "--resume", out), "stopped early", "raise --patience")
+
+
+# A 1x64 LSTM on 5,400 characters (21 windows an epoch) at a high rate: left open-ended, it
+# overfits within about 20 epochs. Only the model and data are given: the rest is charlm's defaults.
+OPEN_ENDED = dict(cell="lstm", layers=1, hidden=64, embedding=16, batch_size=8, bptt=32, lr=0.03, val_fraction=0.1,
+                  seed=3)
+
+
+@pytest.mark.slow  # trains about 450 steps
+def test_an_open_ended_run_stops_after_validation_stops_improving_and_a_cooldown(tmp_path):
+    """No --epochs, --max-steps or --max-minutes: a first line says how the run will end; it
+    validates at epoch ends at the full rate until the third validation without a better loss,
+    at step S; then it trains round(S/4) more steps (the cooldown, 1/5 of the whole run), the
+    rate of each lr*(1 - sqrt(t)) with t going from 0 over them, validates at the end and stops.
+    The defaults it ran with are recorded (dropout 0.2, wsd, patience 3) and it cannot resume."""
+    corpus = tmp_path / "small.txt"
+    corpus.write_text(BUNDLED_CORPUS.read_text(encoding="utf-8")[:6000], encoding="utf-8")
+    steps, lines, out = Steps(), [], tmp_path / "run"
+    summary = charlm.train(corpus, out, progress=False, log=lines.append, observers=[steps], **OPEN_ENDED)
+    assert ("charlm: no --epochs, --max-steps or --max-minutes: training until validation loss has not improved for "
+            "3 validations (one at each epoch's end), then cooling the rate down to 0 over the last fifth of the run; "
+            "give --max-minutes to bound it") in lines
+    rows = json.loads((out / "history.json").read_text())
+    # The patience ran out at the first validation that was the third without a better loss.
+    spent = next(i for i in range(len(rows)) if validations_without_improvement(rows[: i + 1]) == 3)
+    start = rows[spent]["step"]
+    assert [row["step"] for row in rows[: spent + 1]] == [21 * k for k in range(1, spent + 2)]
+    end = start + round(start * 0.2 / 0.8)
+    assert summary["cooldown"] == {"start": start, "end": end} and summary["steps"] == end == rows[-1]["step"]
+    assert summary["stopped_early"] and not summary["stopped_by_time"]
+    assert [row["step"] for row in rows[spent + 1:]] == [*range(21 * (spent + 2), end, 21), end]
+    assert any(line.startswith(f"charlm: validation stopped improving at step {start}: cooling the rate down over "
+                               f"{end - start} steps, then stopping") for line in lines), lines
+    rates = [steps.logs[k]["lr"] for k in range(1, end + 1)]
+    assert rates[:start + 1] == pytest.approx([0.03] * (start + 1), rel=1e-6)
+    expected = [0.03 * (1 - math.sqrt((k - 1 - start) / (end - start))) for k in range(start + 1, end + 1)]
+    assert rates[start:] == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    assert rates[-1] < 0.003
+    best = min(rows, key=lambda row: row["val_loss"])
+    assert summary["best_val_loss"] == best["val_loss"] and charlm.load(out / "model.keras").info["step"] == best["step"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["dropout"] == 0.2
+    assert {k: config["train"][k] for k in ("epochs", "max_steps", "max_minutes", "lr_schedule", "cooldown",
+                                            "patience", "val_every")} == \
+        dict(epochs=None, max_steps=None, max_minutes=None, lr_schedule="wsd", cooldown=None, patience=3, val_every=None)
+    assert_one_line_error(invoke("train", "--resume", out), "has finished", f"step {start}", f"by step {end}",
+                          "--init-from")
 
 
 # ---- charlm train on the command line -------------------------------------------------------------
@@ -267,17 +314,21 @@ def test_nonsense_hyperparameters(flag, value, tiny_corpus, tmp_path):
 
 
 def test_locked_dropout_needs_a_dropout_rate(tiny_corpus, tmp_path):
-    assert_one_line_error(invoke("train", tiny_corpus, "--out", tmp_path / "o", "--locked-dropout"),
+    assert_one_line_error(invoke("train", tiny_corpus, "--out", tmp_path / "o", "--locked-dropout", "--dropout", "0"),
                           "--locked-dropout", "--dropout P")
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("flags,fragment", [
-    (["--warmup", "0.1"], "--warmup needs a schedule: add --lr-schedule wsd, cosine or linear"),
+    (["--lr-schedule", "constant", "--warmup", "0.1", "--epochs", "1"],
+     "--warmup needs a schedule: add --lr-schedule wsd, cosine or linear"),
     (["--lr-schedule", "cosine", "--cooldown", "0.1"], "--cooldown is the end of --lr-schedule wsd"),
     (["--lr-schedule", "wsd", "--warmup", "0.5", "--cooldown", "0.6"], "--warmup 0.5 and --cooldown 0.6 add up"),
     (["--lr-schedule", "wsd", "--lr-decay-start", "0.5"], "--lr-decay-start is for cosine and linear"),
     (["--lr-schedule", "linear", "--warmup", "0.3", "--lr-decay-start", "0.1"], "falls inside --warmup 0.3"),
+    # Open-ended runs (no --epochs, --max-steps or --max-minutes) have no length to take a fraction of.
+    (["--lr-schedule", "cosine"], "--lr-schedule cosine decays towards the run's end, which needs the run's length"),
+    (["--warmup", "0.1"], "--warmup 0.1 is a fraction of the run, which needs the run's length: add --max-minutes"),
 ])
 def test_conflicting_schedule_flags(flags, fragment, tiny_corpus, tmp_path):
     assert_one_line_error(invoke("train", tiny_corpus, "--out", tmp_path / "o", *flags), fragment)

@@ -1,5 +1,6 @@
 """Learning-rate schedules (charlm.training.schedule): constant, wsd, linear and cosine decay, warmup,
-a decay that starts late, and the run's progress by steps or by the clock, whichever ends first."""
+a decay that starts late, the run's progress by steps or by the clock, whichever ends first, and
+the cooldown of an open-ended run."""
 
 import math
 
@@ -7,7 +8,7 @@ import pytest
 
 from charlm.config import TrainConfig
 from charlm.errors import CharlmError
-from charlm.training.schedule import run_progress, scheduled_lr
+from charlm.training.schedule import cooldown_lr, cooldown_steps, run_progress, scheduled_lr
 
 
 def _rates(config, steps=100):
@@ -89,13 +90,27 @@ def test_rates_by_the_clock():
     assert scheduled_lr(cosine, run_progress(cosine, 0, 10**6, 300.0)) == pytest.approx(0.05)
 
 
+def test_an_open_ended_cooldown_is_the_last_fifth_of_the_whole_run():
+    """Begun after S steps, the cooldown takes C/(1 - C) S more steps (rounded, at least one), so
+    that it is the last C of the run; the rate falls as lr * (1 - sqrt(t)) over them."""
+    assert cooldown_steps(TrainConfig(), 400) == 100 and cooldown_steps(TrainConfig(), 357) == 89  # 89.25
+    assert cooldown_steps(TrainConfig(lr_schedule="wsd", cooldown=0.5), 357) == 357
+    assert cooldown_steps(TrainConfig(), 1) == 1 and cooldown_steps(TrainConfig(lr_schedule="wsd", cooldown=0.0), 400) == 0
+    config = TrainConfig(lr=0.1)
+    rates = [cooldown_lr(config, step, 400, 500) for step in range(400, 501)]
+    assert rates[0] == 0.1 and rates[25] == pytest.approx(0.05) and rates[64] == pytest.approx(0.02)
+    assert rates[100] == 0.0 and all(a > b for a, b in zip(rates, rates[1:]))
+    # The same curve as wsd's cooldown over the last fifth of a 500-step run.
+    assert rates[:100] == pytest.approx(_rates(TrainConfig(lr=0.1, lr_schedule="wsd"), 500)[400:], abs=1e-12)
+
+
 @pytest.mark.parametrize("settings,fragment", [
     (dict(lr_schedule="wsd", warmup=1.0), "--warmup"),
     (dict(lr_schedule="wsd", warmup=-0.1), "--warmup"),
     (dict(lr_schedule="wsd", cooldown=1.0), "--cooldown"),
     (dict(lr_schedule="wsd", warmup=0.6, cooldown=0.5), "add up to more than the whole run"),
     (dict(lr_schedule="wsd", warmup=0.9), "--cooldown 0.2"),  # with the default cooldown
-    (dict(warmup=0.1), "--warmup needs a schedule"),
+    (dict(lr_schedule="constant", warmup=0.1), "--warmup needs a schedule"),
     (dict(lr_schedule="cosine", cooldown=0.1), "--cooldown is the end of --lr-schedule wsd"),
     (dict(lr_schedule="wsd", lr_decay_start=0.5), "--lr-decay-start is for cosine and linear"),
     (dict(lr_schedule="linear", warmup=0.3, lr_decay_start=0.1), "falls inside --warmup"),

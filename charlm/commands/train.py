@@ -12,8 +12,12 @@ from charlm.config import (
     CLIP_MODES,
     DEVICES,
     LR_SCHEDULES,
+    OPEN_ENDED_PATIENCE,
+    OPEN_ENDED_VAL_EVERY,
     OPTIMIZERS,
     STRATEGIES,
+    TRAIN_DROPOUT,
+    WSD_COOLDOWN,
     CheckpointConfig,
     ModelConfig,
     TrainConfig,
@@ -47,9 +51,10 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.option("--layers", type=int, default=_M.layers, show_default=True, help="Stacked recurrent layers.")
 @click.option("--hidden", type=int, default=_M.hidden, show_default=True, help="Units per recurrent layer.")
 @click.option("--embedding", type=int, default=_M.embedding, show_default=True, help="Embedding size.")
-@click.option("--dropout", type=float, default=_M.dropout, show_default=True,
+@click.option("--dropout", type=float, default=TRAIN_DROPOUT, show_default=True,
               help="Dropout on the embedding, between layers and before the output (each place's rate "
-                   "unless set by the three flags below).")
+                   "unless set by the three flags below). On a corpus too large to be seen more than once or "
+                   "twice (100 MB in a CPU-hour), 0 learns faster.")
 @click.option("--dropout-input", type=float, default=None,
               help="Dropout rate on the embedded tokens, the first layer's input (AWD-LSTM's dropouti) "
                    "[default: --dropout].")
@@ -74,7 +79,11 @@ _M, _T = ModelConfig(), TrainConfig()
               help="B: parallel streams the text is cut into.")
 @click.option("--bptt", type=int, default=_T.bptt, show_default=True,
               help="T: window length; gradients flow within a window, the state carries across windows.")
-@click.option("--epochs", type=int, default=_T.epochs, show_default=True)
+@click.option("--epochs", type=int, default=None,
+              help="Stop after this many epochs [default: no limit]. With none of --epochs, --max-steps and "
+                   f"--max-minutes, the run goes on until validation loss has not improved for --patience "
+                   f"validations (default {OPEN_ENDED_PATIENCE}), then cools the rate down over the last "
+                   f"--cooldown ({WSD_COOLDOWN:g}) of the run and stops (see docs/training.md).")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many training steps in total.")
 @click.option("--max-minutes", type=float, default=None,
               help="The run's budget in wall-clock minutes of its training loop (validation and checkpoints "
@@ -92,7 +101,8 @@ _M, _T = ModelConfig(), TrainConfig()
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=_T.lr_schedule, show_default=True,
               help="constant: --lr throughout; wsd: warmup, --lr, then a cooldown to 0 over the last --cooldown "
                    "of the run; cosine or linear: decay from --lr towards 0 at the run's end. The run's end is "
-                   "its last step (--epochs, --max-steps) or the end of --max-minutes, whichever comes first.")
+                   "its last step (--epochs, --max-steps) or the end of --max-minutes, whichever comes first; "
+                   "with none of them, wsd's cooldown starts when validation stops improving.")
 @click.option("--warmup", type=float, default=_T.warmup, show_default=True,
               help="With --lr-schedule wsd, cosine or linear: the fraction of the run over which the rate "
                    "rises linearly from 0 to --lr.")
@@ -104,10 +114,12 @@ _M, _T = ModelConfig(), TrainConfig()
                    "before the decay begins.")
 @click.option("--patience", type=int, default=None,
               help="Stop early once validation loss has not improved for this many validations "
-                   "(the best model is kept).")
+                   f"(the best model is kept) [default: none; {OPEN_ENDED_PATIENCE} with none of --epochs, "
+                   "--max-steps and --max-minutes].")
 @click.option("--val-every", type=int, default=None,
               help="Also validate (history row, best model, checkpoint) every this many steps inside "
-                   "epochs [default: at epoch ends only].")
+                   f"epochs [default: at epoch ends only; with none of --epochs, --max-steps and --max-minutes, "
+                   f"every {OPEN_ENDED_VAL_EVERY:,} steps where an epoch is longer].")
 @click.option("--clipnorm", type=float, default=_T.clipnorm, show_default=True,
               help="Clip gradients to this norm (0: no clipping).")
 @click.option("--clip-mode", type=click.Choice(CLIP_MODES), default=_T.clip_mode, show_default=True,

@@ -61,7 +61,8 @@ class Position:
     accumulated so far, so that the history rows of a resumed run match. ``train_seconds``:
     time in training steps (for tokens/s); ``elapsed_seconds``: the run's wall-clock time in
     its training loop, validation and checkpoints included, summed over resumes: the clock
-    that --max-minutes and the schedules follow."""
+    that --max-minutes and the schedules follow. ``cooldown_start``, ``cooldown_end``: an
+    open-ended run's cooldown, begun when validation stopped improving (None before)."""
 
     step: int = 0
     epoch: int = 1
@@ -72,6 +73,8 @@ class Position:
     elapsed_seconds: float = 0.0
     best_val_loss: float = math.inf
     history: list = field(default_factory=list)
+    cooldown_start: int | None = None
+    cooldown_end: int | None = None
 
     def to_json(self) -> dict:
         values = asdict(self)

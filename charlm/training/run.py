@@ -18,6 +18,13 @@ elapsed time of its training loop, validation and checkpoints included, summed
 over resumes and recorded in each checkpoint), or, with --patience N, after N
 validations without a better validation loss. The learning rate follows the
 larger of the step and time fractions (:mod:`charlm.training.schedule`).
+
+A run with none of --epochs, --max-steps and --max-minutes is open-ended: it
+trains until validation stops improving (--patience, by default 3 validations);
+then, with the wsd schedule, it keeps its current weights (the best are in
+model.keras already) and cools the rate down over cooldown/(1 - cooldown) times
+the steps so far, validates and stops. The cooldown's first and last step are
+in the checkpoints' position, so a resumed run continues the same cooldown.
 """
 
 from __future__ import annotations
@@ -48,8 +55,8 @@ from charlm.training.distribute import check_batch, make_strategy
 from charlm.training.finetune import adapt_tokenizer, transfer_weights, vocabulary_report
 from charlm.training.observers import HISTORY_FIELDS
 from charlm.training.progress import Progress
-from charlm.training.schedule import run_progress, scheduled_lr
-from charlm.training.spec import new_spec, resume_spec
+from charlm.training.schedule import cooldown_lr, cooldown_steps, run_progress, scheduled_lr
+from charlm.training.spec import describe_open_ended, new_spec, open_ended_defaults, resume_spec
 from charlm.training.steps import CompiledSteps, bits
 
 keras = import_keras()
@@ -117,6 +124,7 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
     check_creatable_dir(spec.out_dir)  # before the corpus is read: a bad --out fails fast
     data = prepare(spec.paths, spec.tokenizer, spec.train, tokenizer, data_config=data_config,
                    run_dir=spec.out_dir, log=log)
+    spec = open_ended_defaults(spec, len(data.train))
     if spec.resumed and data.fingerprint != spec.corpus_sha256:
         raise CharlmError(f"the corpus {', '.join(data.files)} is not the text the run in {spec.out_dir} was "
                           "trained on (its sha256 differs); resuming needs the same corpus")
@@ -131,9 +139,14 @@ def train(corpus=None, out=None, *, resume=None, init_from=None, extend_vocab: b
 
 def _check_left_to_train(spec, position: dict, steps_per_epoch: int):
     """Refuse to resume a run that has nothing left to train: its steps done, its minutes
-    spent, or its patience used up."""
+    spent, its patience used up, or its cooldown over."""
     config, where = spec.train, spec.out_dir
     done, total = position["step"], _total_steps(steps_per_epoch, config)
+    start, end = position.get("cooldown_start"), position.get("cooldown_end")
+    if end is not None and done >= end:
+        raise CharlmError(f"the run in {where} has finished: validation stopped improving at step {start} and its "
+                          f"rate was cooled down to 0 by step {end}; to train its model further, start a run "
+                          f"from it: charlm train --init-from {where / 'model.keras'}")
     if done >= total:
         raise CharlmError(f"the run in {where} has already trained {done} of its {total} steps; "
                           "raise --epochs or --max-steps to train it further")
@@ -143,7 +156,7 @@ def _check_left_to_train(spec, position: dict, steps_per_epoch: int):
                           f"--max-minutes {config.max_minutes:g} (the budget of the whole run); "
                           "raise --max-minutes to train it further")
     waited = validations_without_improvement(position["history"])
-    if config.patience and waited >= config.patience:
+    if config.patience and waited >= config.patience and end is None:
         raise CharlmError(f"the run in {where} stopped early: its validation loss has not improved for {waited} "
                           f"validations (--patience {config.patience}); raise --patience to train it further")
 
@@ -249,6 +262,11 @@ class Run:
                      f"validation tokens ({100 * val_oov:.2f}%) are outside the vocabulary (<unk>)")
         if config.ema:
             self.log(f"charlm: weights averaged (--ema {config.ema:g}): validation and the saved model use the average")
+        if position.cooldown_end is not None:
+            self.log(f"charlm: in the cooldown begun when validation stopped improving at step "
+                     f"{position.cooldown_start}: the rate falls to 0 by step {position.cooldown_end}, then the run stops")
+        elif config.open_ended:
+            self.log(describe_open_ended(config, len(data.train)))
         if spec.resumed:
             where = (f"checkpoint {spec.resume_from.name}: step {position.step}, epoch {position.epoch}, "
                      f"window {position.cursor} of {len(data.train)}") if spec.resume_from else \
@@ -259,7 +277,7 @@ class Run:
     def _loop(self, pos, states) -> dict:
         data, config, steps = self.data, self.train_config, self.steps
         steps_per_epoch = len(data.train)
-        total_steps = self.total_steps = _total_steps(steps_per_epoch, config)
+        self.total_steps = _total_steps(steps_per_epoch, config, pos.cooldown_end)
         model_path = self.out_dir / "model.keras"
         self._saved_step = pos.step if self.spec.resume_from else None
         started = time.perf_counter()
@@ -268,14 +286,14 @@ class Run:
         for observer in self.observers:
             observer.on_train_begin(self)
         with _StopSignals() as stop:
-            while pos.step < total_steps and not stopped_early:
+            while pos.step < self.total_steps and not stopped_early:
                 if self._out_of_time(pos):
                     stopped_by_time = True
                     break
                 if pos.cursor == 0:
                     # Each epoch starts from a fresh state: row i of the first window is the start of stream i.
                     states = steps.zero_states(config.batch_size)
-                end = min(steps_per_epoch, pos.cursor + total_steps - pos.step)  # this segment ends at window `end`
+                end = min(steps_per_epoch, pos.cursor + self.total_steps - pos.step)  # this segment ends at window `end`
                 if config.val_every:
                     end = min(end, pos.cursor + config.val_every - pos.step % config.val_every)
                 segment_start, first = time.perf_counter(), pos.cursor
@@ -284,17 +302,23 @@ class Run:
                 pos.train_seconds += seconds
                 self._validate(pos, pos.cursor - first, seconds, model_path)
                 self._warn_if_overfitting()
-                stopped_early = pos.step < total_steps and self._patience_spent(model_path)
+                if pos.step < self.total_steps and pos.cooldown_end is None and self._patience_spent():
+                    stopped_early = not self._start_cooldown(pos, model_path)
                 if pos.cursor == steps_per_epoch:
                     pos.epoch, pos.cursor, pos.epoch_loss_sum = pos.epoch + 1, 0, 0.0
                 self._save(pos, states)
                 if stop.signal:
                     self._interrupted(pos, states, stop.signal)
         if stopped_by_time:
-            self.log(f"charlm: stopped at step {pos.step} of {total_steps}: --max-minutes {config.max_minutes:g} "
+            of = f" of {self.total_steps}" if math.isfinite(self.total_steps) else ""
+            self.log(f"charlm: stopped at step {pos.step}{of}: --max-minutes {config.max_minutes:g} "
                      f"reached ({pos.elapsed_seconds / 60:.2f} minutes, the whole run's budget); to train it "
                      f"further: charlm train --resume {self.out_dir} --max-minutes MORE")
         best = min(self.history, key=lambda r: r["val_loss"])
+        cooled = pos.cooldown_end is not None and pos.step >= pos.cooldown_end
+        if cooled:
+            self.log(f"charlm: the cooldown ended at step {pos.step}; the best validation loss, "
+                     f"{best['val_loss']:.4f} at step {best['step']}, is in {model_path}")
         summary = {
             "model_path": str(model_path),
             "run_dir": str(self.out_dir),
@@ -309,7 +333,8 @@ class Run:
             "tokens_per_s": pos.tokens_seen / pos.train_seconds if pos.train_seconds else 0.0,
             "seconds": time.perf_counter() - started,
             "stopped_by_time": stopped_by_time,
-            "stopped_early": stopped_early,
+            "stopped_early": stopped_early or cooled,  # validation stopped improving (then, perhaps, a cooldown)
+            "cooldown": {"start": pos.cooldown_start, "end": pos.cooldown_end} if pos.cooldown_end else None,
             "vocab_size": data.tokenizer.vocab_size,
             "oov_rate": dict(zip(("train", "validation"), data.oov_rates())),
             "checkpoint": str(self._last_checkpoint) if self._last_checkpoint else None,
@@ -326,7 +351,11 @@ class Run:
         way. Returns the carried states."""
         every = self.spec.checkpoints.checkpoint_every
         tokens_per_window = self.data.train.tokens_per_window
-        bar = Progress(end - pos.cursor, f"epoch {pos.epoch}/{self.train_config.epochs}", self.show_progress)
+        epochs = self.train_config.epochs
+        label = f"epoch {pos.epoch}/{epochs}" if epochs else f"epoch {pos.epoch}"
+        if pos.cooldown_end is not None:
+            label += f", cooling down to step {pos.cooldown_end}"
+        bar = Progress(end - pos.cursor, label, self.show_progress)
         started, first = time.perf_counter(), pos.cursor
         windows = iter(self.steps.windows(self.data.train, pos.cursor, end))
         try:
@@ -335,10 +364,7 @@ class Run:
                 count = min(self.spec.device.steps_per_execution, end - pos.cursor)
                 if every:
                     count = min(count, every - pos.step % every)
-                if self.train_config.lr_schedule != "constant":  # a call's steps share its first step's rate
-                    self._tick(pos)
-                    progress = run_progress(self.train_config, pos.step, self.total_steps, pos.elapsed_seconds)
-                    self.steps.optimizer.learning_rate = scheduled_lr(self.train_config, progress)
+                self._set_rate(pos)  # a call's steps share its first step's rate
                 losses, norms, states = self._take_steps(windows, states, count)
                 for loss, norm in zip(losses, norms):
                     if not (math.isfinite(loss) and math.isfinite(norm)):
@@ -360,6 +386,17 @@ class Run:
             return states
         finally:
             bar.close()
+
+    def _set_rate(self, pos):
+        """The scheduled rate of the next step: in an open-ended run's cooldown, from its steps;
+        else from the run's progress (the constant schedule keeps --lr)."""
+        config = self.train_config
+        if pos.cooldown_end is not None:
+            self.steps.optimizer.learning_rate = cooldown_lr(config, pos.step, pos.cooldown_start, pos.cooldown_end)
+        elif config.lr_schedule != "constant":
+            self._tick(pos)
+            progress = run_progress(config, pos.step, self.total_steps, pos.elapsed_seconds)
+            self.steps.optimizer.learning_rate = scheduled_lr(config, progress)
 
     def _take_steps(self, windows, states, count):
         """``count`` training steps from the iterator ``windows``: (losses, norms, states),
@@ -423,16 +460,29 @@ class Run:
                      f"while training loss fell ({before['train_loss']:.4f} -> {now['train_loss']:.4f}): the model "
                      f"may be overfitting; {advice} or a smaller model may help")
 
-    def _patience_spent(self, model_path) -> bool:
-        """Whether --patience validations have passed without a better validation loss (then says so)."""
+    def _patience_spent(self) -> bool:
+        """Whether --patience validations have passed without a better validation loss."""
         patience = self.train_config.patience
-        waited = validations_without_improvement(self.history)
-        if not patience or waited < patience:
-            return False
+        return bool(patience) and validations_without_improvement(self.history) >= patience
+
+    def _start_cooldown(self, pos, model_path) -> bool:
+        """Validation has stopped improving (says so). An open-ended wsd run then cools its rate
+        down over :func:`charlm.training.schedule.cooldown_steps` more steps from its current
+        weights and stops (True); any other run stops now (False)."""
+        config = self.train_config
         best = min(self.history, key=lambda r: r["val_loss"])
-        self.log(f"charlm: stopped early at step {self.history[-1]['step']}: validation loss has not improved for "
-                 f"{waited} validations (--patience {patience}); the best, {best['val_loss']:.4f} at step "
-                 f"{best['step']}, is in {model_path}")
+        waited = validations_without_improvement(self.history)
+        kept = f"the best, {best['val_loss']:.4f} at step {best['step']}, is in {model_path}"
+        steps = cooldown_steps(config, pos.step) if config.open_ended and config.lr_schedule == "wsd" else 0
+        if not steps:
+            self.log(f"charlm: stopped early at step {pos.step}: validation loss has not improved for {waited} "
+                     f"validations (--patience {config.patience}); {kept}")
+            return False
+        pos.cooldown_start, pos.cooldown_end = pos.step, pos.step + steps
+        self.total_steps = pos.cooldown_end
+        self.log(f"charlm: validation stopped improving at step {pos.step}: cooling the rate down over {steps:,} "
+                 f"steps, then stopping ({waited} validations without a better loss, --patience {config.patience}; "
+                 f"the cooldown goes on from the current weights, and {kept})")
         return True
 
     # -- the run's clock -----------------------------------------------------
@@ -518,6 +568,8 @@ class _StopSignals(contextlib.AbstractContextManager):
         return False
 
 
-def _total_steps(steps_per_epoch: int, config) -> int:
-    total = steps_per_epoch * config.epochs
-    return total if config.max_steps is None else min(total, config.max_steps)
+def _total_steps(steps_per_epoch: int, config, cooldown_end: int | None = None) -> int | float:
+    """The step a run ends at by its --epochs, --max-steps and cooldown; ``math.inf`` where
+    none of them bounds it (the clock or validation then ends it)."""
+    bounds = [steps_per_epoch * config.epochs if config.epochs else math.inf, config.max_steps, cooldown_end]
+    return min(bound for bound in bounds if bound is not None)

@@ -4,6 +4,10 @@ A run's budget is its steps (--epochs, --max-steps) and, with --max-minutes, its
 whichever runs out first ends the run, so :func:`run_progress` is the larger of the two
 fractions used, and every schedule is a function of that fraction alone. A run cut by the
 clock therefore still warms up, decays and ends at a rate near 0.
+
+A run with no budget (:attr:`charlm.config.TrainConfig.open_ended`) has no fraction: it trains
+at ``lr`` until validation stops improving, then wsd cools the rate down over steps decided then
+(:func:`cooldown_steps`, :func:`cooldown_lr`).
 """
 
 from __future__ import annotations
@@ -53,3 +57,18 @@ def scheduled_lr(config: TrainConfig, progress: float) -> float:
     if config.lr_schedule == "linear":
         return config.lr * (1.0 - fraction)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+
+def cooldown_steps(config: TrainConfig, step: int) -> int:
+    """The length of the cooldown that an open-ended wsd run starts after ``step`` steps, when
+    validation has stopped improving: cooldown/(1 - cooldown) of the steps so far, so that it is
+    the last ``cooldown`` of the whole run (at least one step; 0 where --cooldown is 0)."""
+    fraction = config.wsd_cooldown
+    return max(1, round(step * fraction / (1.0 - fraction))) if fraction else 0
+
+
+def cooldown_lr(config: TrainConfig, step: int, start: int, end: int) -> float:
+    """The rate of the step after ``step`` in a cooldown from step ``start`` to step ``end``:
+    ``lr`` * (1 - sqrt(t)), t = (step - start) / (end - start), wsd's shape over known steps."""
+    done = min(max((step - start) / (end - start), 0.0), 1.0)
+    return config.lr * (1.0 - math.sqrt(done))

@@ -2,7 +2,8 @@
 
 Three kinds of run:
 
-- new: settings from flags (defaults for the rest), a new run directory;
+- new: settings from flags (defaults for the rest, :data:`charlm.config.TRAIN_DROPOUT` for
+  --dropout), a new run directory;
 - fine-tuning (``init_from=MODEL.keras``): architecture and tokenizer from the
   model file; flags may not contradict them (dropout excepted);
 - resumed (``resume=RUN_DIR``): every setting from the run's ``config.json``;
@@ -11,6 +12,10 @@ Three kinds of run:
 
 In the last two cases only the flags a user actually gave are passed in (the
 command line asks click which ones came from the command line).
+
+A run given no --epochs, --max-steps or --max-minutes is *open-ended*: it ends when validation
+stops improving (:func:`open_ended_defaults` fills in the --patience and --val-every that needs
+once the corpus is read, and the run records them).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from pathlib import Path
 
 from charlm.config import (
     ALIASES,
+    OPEN_ENDED_PATIENCE,
+    OPEN_ENDED_VAL_EVERY,
+    TRAIN_DROPOUT,
     CheckpointConfig,
     DeviceConfig,
     ModelConfig,
@@ -103,9 +111,11 @@ def new_spec(corpus, out, settings: dict, init_from=None, extend_vocab=False) ->
     if extend_vocab and not init_from:
         raise CharlmError("--extend-vocab needs --init-from MODEL.keras (it grows that model's vocabulary)")
     groups = split_settings(settings)
+    groups[ModelConfig].setdefault("dropout", TRAIN_DROPOUT)
     if init_from:
         groups = _from_model(init_from, groups)
     configs = [cls(**values) for cls, values in groups.items()]
+    _check_open_ended(configs[2])
     if corpus is None:
         paths = (str(default_corpus()),)
     else:
@@ -148,6 +158,7 @@ def resume_spec(run_dir, corpus, out, settings: dict, init_from=None, extend_voc
             changes.append(f"{flag(name)} {saved[cls][name]} -> {value}")
             saved[cls][name] = value
     configs = [cls(**values) for cls, values in saved.items()]
+    _check_open_ended(configs[2])
     clean_leftovers(run_dir)
     checkpoints = list_checkpoints(run_dir)
     init = record.get("init_from") or {}
@@ -156,6 +167,55 @@ def resume_spec(run_dir, corpus, out, settings: dict, init_from=None, extend_voc
         init_from=init.get("path"), extend_vocab=bool(init.get("extend_vocab")),
         resume_from=_newest_readable(checkpoints), corpus_sha256=sha256, changes=tuple(changes),
     )
+
+
+def _check_open_ended(config: TrainConfig):
+    """Refuse what needs the run's length where nothing gives it."""
+    if not config.open_ended:
+        return
+    needs = "needs the run's length: add --max-minutes (or --epochs, --max-steps)"
+    if config.lr_schedule in ("cosine", "linear"):
+        raise CharlmError(f"--lr-schedule {config.lr_schedule} decays towards the run's end, which {needs}; "
+                          "without them, wsd cools down once validation stops improving")
+    if config.warmup:
+        raise CharlmError(f"{flag('warmup')} {config.warmup:g} is a fraction of the run, which {needs}")
+
+
+def open_ended_defaults(spec: RunSpec, steps_per_epoch: int) -> RunSpec:
+    """An open-ended run (:attr:`charlm.config.TrainConfig.open_ended`) ends when validation stops
+    improving: without --patience, after :data:`charlm.config.OPEN_ENDED_PATIENCE` validations
+    without a better loss; without --val-every, validating at epoch ends, or every
+    :data:`charlm.config.OPEN_ENDED_VAL_EVERY` steps where an epoch has more (so that a large
+    corpus is judged well before its first epoch ends). The values chosen go into the spec, hence
+    into ``config.json``, which a resumed run reads them from."""
+    config = spec.train
+    if not config.open_ended:
+        return spec
+    chosen = {}
+    if config.patience is None:
+        chosen["patience"] = OPEN_ENDED_PATIENCE
+    if config.val_every is None and steps_per_epoch > OPEN_ENDED_VAL_EVERY:
+        chosen["val_every"] = OPEN_ENDED_VAL_EVERY
+    return dataclasses.replace(spec, train=dataclasses.replace(config, **chosen)) if chosen else spec
+
+
+def describe_open_ended(config: TrainConfig, steps_per_epoch: int) -> str:
+    """The line an open-ended run starts with: how it will end, and why."""
+    where = "one at each epoch's end"
+    if config.val_every and config.val_every < steps_per_epoch:
+        where = f"one every {config.val_every:,} steps; an epoch has {steps_per_epoch:,}"
+    elif config.val_every:
+        where = f"one every {config.val_every:,} steps"
+    fraction = config.wsd_cooldown if config.lr_schedule == "wsd" else 0.0
+    then = (f"then cooling the rate down to 0 over the last {_share(fraction)} of the run" if fraction
+            else "then stopping")
+    return (f"charlm: no --epochs, --max-steps or --max-minutes: training until validation loss has not "
+            f"improved for {config.patience} validations ({where}), {then}; give --max-minutes to bound it")
+
+
+def _share(fraction: float) -> str:
+    names = {0.5: "half", 0.25: "quarter", 0.2: "fifth", 0.1: "tenth"}
+    return names.get(fraction, f"{100 * fraction:g}%")
 
 
 def _newest_readable(checkpoints):
