@@ -213,7 +213,7 @@ def dynamic_evaluate(lm, text: str, train_text: str, config: DynamicEvalConfig =
     on ``train_text`` (from ``source``, for the record).
 
     Returns :func:`charlm.evaluate.text_figures`' figures, the settings (``lr``, ``decay``,
-    ``segment``, ``epsilon``), ``statistics`` (``source``, ``batches``, ``rows``, ``tokens``),
+    ``segment``, ``epsilon``), ``statistics`` (``source``, ``batches``, ``rows``, ``tokens``, ``seconds``),
     ``seconds`` (statistics included) and ``tokens_per_s``. The trained weights are back in
     ``lm`` afterwards.
     """
@@ -221,6 +221,7 @@ def dynamic_evaluate(lm, text: str, train_text: str, config: DynamicEvalConfig =
         raise CharlmError("the text to evaluate is empty")
     started = time.perf_counter()
     ms, batches = gradient_statistics(lm, lm.tokenizer.encode(train_text), config.segment, config.stat_batches)
+    statistics_seconds = time.perf_counter() - started
     evaluator = DynamicEvaluator(lm, ms, config.dynamic_lr, config.dynamic_decay)
     ids = lm.tokenizer.encode(text)
     try:
@@ -238,7 +239,7 @@ def dynamic_evaluate(lm, text: str, train_text: str, config: DynamicEvalConfig =
         "segment": config.segment,
         "epsilon": EPSILON,
         "statistics": {"source": source, "batches": batches, "rows": STAT_ROWS,
-                       "tokens": batches * STAT_ROWS * config.segment},
+                       "tokens": batches * STAT_ROWS * config.segment, "seconds": statistics_seconds},
         "seconds": seconds,
         "tokens_per_s": figures["tokens"] / seconds if seconds else 0.0,
     }
