@@ -5,6 +5,7 @@ A run keeps its checkpoints in ``RUN_DIR/checkpoints/``, one directory each::
     ckpt-000007-step-140/
         state.json              the scalars: position (step, epoch, window cursor), running
                                 epoch loss, tokens seen, best validation loss, history rows,
+                                an open-ended run's cooldown (its first and last step),
                                 the tokenizer, and Python's and NumPy's random states
         tensors.index           a tf.train.Checkpoint of the tensors: every model variable
         tensors.data-00000-...  (weights and the dropout layers' seed-generator states, i.e.
