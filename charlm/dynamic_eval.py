@@ -145,7 +145,7 @@ class DynamicEvaluator:
         seq = np.concatenate([start_ids(self.lm.tokenizer), np.asarray(ids, np.int32)])
         inputs, targets = seq[None, :-1], seq[None, 1:]  # (1, n)
         n = targets.shape[1]
-        logp = np.zeros(max(n, 0))
+        logp = np.zeros(n)
         states = self.lm.zero_states(1)
         for k in range(0, n, segment):
             chunk, states = self.step(inputs[:, k : k + segment], targets[:, k : k + segment], states)

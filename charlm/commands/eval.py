@@ -6,7 +6,7 @@ import json
 
 import click
 
-from charlm.config import DynamicEvalConfig, StreamSettings
+from charlm.config import DynamicEvalConfig, StreamSettings, flag
 
 _S = StreamSettings()
 _D = DynamicEvalConfig()
@@ -65,8 +65,8 @@ def command(ctx, model, files, streams, window, warmup, encoding_errors, dynamic
     bits over the text's characters or bytes), the token, character, byte and word
     counts, per-word perplexity and the out-of-vocabulary rate.
 
-    With --dynamic, the same figures under dynamic evaluation follow on their own
-    line (in --json, as the object "dynamic"): the text read again as one stream in
+    With --dynamic, the same figures under dynamic evaluation follow on lines of
+    their own (in --json, as the object "dynamic"): the text read again as one stream in
     segments of --segment tokens, each scored and then learnt from, with steps
     scaled by gradient statistics of training text and pulled back towards the
     trained weights. The model file is never changed.
@@ -74,7 +74,7 @@ def command(ctx, model, files, streams, window, warmup, encoding_errors, dynamic
     given = [name for name in _DYNAMIC_OPTIONS
              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
     if given and not dynamic:
-        raise click.UsageError(f"--{given[0].replace('_', '-')} applies to dynamic evaluation; add --dynamic")
+        raise click.UsageError(f"{flag(given[0])} applies to dynamic evaluation; add --dynamic")
     dynamic_config = DynamicEvalConfig(dynamic_lr, dynamic_decay, segment, stat_batches) if dynamic else None
     from charlm.data.corpus import read_corpus
     from charlm.evaluate import evaluate
