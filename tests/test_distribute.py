@@ -78,8 +78,11 @@ def _steps(run_dir):
     return [losses[step] for step in sorted(losses)]
 
 
+# No dropout and a constant rate: a run resumed with a larger --max-steps then takes the steps of
+# one that had the larger budget from the start.
 MULTI_WORKER_FLAGS = ["--cell", "gru", "--layers", "1", "--hidden", "32", "--embedding", "16", "--batch-size", "8",
-                      "--bptt", "32", "--val-fraction", "0.1", "--quiet", "--json"]
+                      "--bptt", "32", "--dropout", "0", "--lr-schedule", "constant", "--val-fraction", "0.1",
+                      "--quiet", "--json"]
 
 
 def _two_workers(tmp_path, worker_args) -> list[dict]:

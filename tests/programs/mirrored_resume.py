@@ -22,8 +22,10 @@ import charlm  # noqa: E402
 from charlm.training.observers import Observer  # noqa: E402
 
 corpus, out, steps = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-SETTINGS = dict(cell="lstm", layers=2, hidden=32, embedding=16, batch_size=8, bptt=16, lr=0.01,
-                clipnorm=0.1, val_fraction=0.1, seed=0, strategy="mirrored", checkpoint_every=0)
+# A constant rate: the run resumed with a larger --max-steps then takes the whole run's steps.
+SETTINGS = dict(cell="lstm", layers=2, hidden=32, embedding=16, dropout=0.0, batch_size=8, bptt=16, lr=0.01,
+                lr_schedule="constant", clipnorm=0.1, val_fraction=0.1, seed=0, strategy="mirrored",
+                checkpoint_every=0)
 
 
 class Losses(Observer):
