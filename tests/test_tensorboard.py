@@ -13,7 +13,7 @@ from tests.helpers import assert_one_line_error, invoke
 STEPS = 20
 FLAGS = ["--cell", "gru", "--layers", "1", "--hidden", "24", "--embedding", "8", "--batch-size", "8",
          "--bptt", "16", "--epochs", "2", "--max-steps", str(STEPS), "--val-fraction", "0.1", "--seed", "3",
-         "--clipnorm", "0.05"]
+         "--clipnorm", "0.05", "--dropout", "0", "--lr-schedule", "constant"]
 
 
 @pytest.fixture(scope="module")
