@@ -55,10 +55,36 @@ def test_version_1_files_read_the_version_2_settings_as_their_defaults(name):
         assert (rules.lowercase, rules.split_punctuation, rules.numbers_token) == (False, False, None)
 
 
-def test_new_files_are_format_version_2(tiny_model_path):
+def test_new_files_are_format_version_3(tiny_model_path):
     from charlm.nn.modelfile import read_record
 
-    assert FORMAT_VERSION == 2 and read_record(tiny_model_path)["format_version"] == 2
+    assert FORMAT_VERSION == 3 and read_record(tiny_model_path)["format_version"] == 3
+
+
+FORMAT_2 = FIXTURES / "format-2"
+FORMAT_2_EXPECTED = json.loads((FORMAT_2 / "expected.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(FORMAT_2_EXPECTED))
+def test_format_2_files_load_and_compute_what_they_computed(name):
+    """Tied outputs and word rules, as the previous format wrote them; the settings added since
+    read as their defaults, which are what that format did."""
+    from charlm.nn.modelfile import read_record
+
+    assert read_record(FORMAT_2 / f"{name}.keras")["format_version"] == 2
+    expected = FORMAT_2_EXPECTED[name]
+    lm = charlm.load(FORMAT_2 / f"{name}.keras")
+    assert lm.config.tie_weights is True
+    assert (lm.config.weight_drop, lm.config.embedding_dropout, lm.config.locked_dropout) == (0.0, 0.0, False)
+    if lm.tokenizer.kind == "word":
+        rules = lm.tokenizer.rules
+        assert (rules.lowercase, rules.split_punctuation, rules.numbers_token) == (True, True, "<num>")
+    ids = lm.tokenizer.encode(expected["prompt"])
+    assert ids.tolist() == expected["ids"]
+    logits, states = lm.logits(ids[None, :])
+    np.testing.assert_allclose(np.asarray(logits)[0, -1], expected["logits_last"], rtol=0, atol=1e-5)
+    for i, (state, want) in enumerate(zip(states, expected["states"], strict=True)):
+        np.testing.assert_allclose(np.asarray(state)[0], want, rtol=0, atol=1e-5, err_msg=f"state {i}")
 
 
 @pytest.mark.parametrize("name", list(MODELS))

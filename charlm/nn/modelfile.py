@@ -13,7 +13,11 @@ does not know, and should say "upgrade" instead); :func:`read_record` maps the o
 knows onto the current one. Version 2 added ``tie_weights`` to the model's settings and the word
 rules (``lowercase``, ``split_punctuation``, ``numbers_token``, ``min_count``) to the
 tokenizer's; a version-1 file has none of them and reads with their defaults, which are what
-version 1 did.
+version 1 did. Version 3 added the regularisers to the model's settings (``dropout_input``,
+``dropout_hidden``, ``dropout_output``, ``locked_dropout``, ``weight_drop``,
+``embedding_dropout``) and the schedule, averaging, weight-decay and early-stopping settings to
+the recorded training settings; they act only while training, and an older file reads with
+their defaults, which are what it was trained with.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from charlm.nn.safety import check_archive, check_zip
 
 MEMBER = "charlm.json"
 FORMAT = "charlm-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 def make_record(tokenizer_config: dict, model_config: dict, info: dict, versions: dict) -> dict:
