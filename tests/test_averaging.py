@@ -110,8 +110,8 @@ def test_without_ema_there_is_no_average_and_no_swap():
 
 # ---- in a run ---------------------------------------------------------------------------------
 
-SETTINGS = dict(cell="lstm", layers=2, hidden=16, embedding=8, batch_size=8, bptt=32, epochs=3, lr=0.01,
-                val_fraction=0.1, seed=3, checkpoint_every=0, keep=5, ema=0.9)
+SETTINGS = dict(cell="lstm", layers=2, hidden=16, embedding=8, dropout=0.0, batch_size=8, bptt=32, epochs=3, lr=0.01,
+                lr_schedule="constant", val_fraction=0.1, seed=3, checkpoint_every=0, keep=5, ema=0.9)
 
 
 @pytest.mark.slow  # trains
