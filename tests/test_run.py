@@ -246,6 +246,9 @@ def test_train_json_summary(tiny_corpus, tmp_path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 6 and (out / "model.keras").exists()
     assert summary["model_path"] == str(out / "model.keras")
+    # No --epochs (no epoch limit): --max-steps ended it, and resuming it asks for more of them.
+    assert json.loads((out / "config.json").read_text())["train"]["epochs"] is None and summary["cooldown"] is None
+    assert_one_line_error(invoke("train", "--resume", out), "already trained 6 of its 6 steps", "--max-steps")
 
 
 def test_missing_corpus(tmp_path):
