@@ -115,7 +115,7 @@ def new_spec(corpus, out, settings: dict, init_from=None, extend_vocab=False) ->
     if init_from:
         groups = _from_model(init_from, groups)
     configs = [cls(**values) for cls, values in groups.items()]
-    _check_open_ended(configs[2])
+    _check_open_ended(configs[CONFIGS.index(TrainConfig)])
     if corpus is None:
         paths = (str(default_corpus()),)
     else:
@@ -158,7 +158,7 @@ def resume_spec(run_dir, corpus, out, settings: dict, init_from=None, extend_voc
             changes.append(f"{flag(name)} {saved[cls][name]} -> {value}")
             saved[cls][name] = value
     configs = [cls(**values) for cls, values in saved.items()]
-    _check_open_ended(configs[2])
+    _check_open_ended(configs[CONFIGS.index(TrainConfig)])
     clean_leftovers(run_dir)
     checkpoints = list_checkpoints(run_dir)
     init = record.get("init_from") or {}
