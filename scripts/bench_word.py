@@ -337,7 +337,7 @@ def main():
     results["settings"] = {k: v for k, v in vars(args).items() if k not in ("worker", "shared", "passed", "json")}
     results["settings"].update(train=str(args.train), test=str(args.test))
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps(results, default=str))  # --keep is a path
         return
     print(f"LSTM 2x{args.hidden}, vocabulary {c['vocab_size']:,} words, {args.steps} steps of "
           f"{args.batch_size}x{args.bptt}, {args.optimizer} lr {args.lr:g} ({_schedule_label(args)}), "
