@@ -60,3 +60,14 @@ def test_info_shows_a_word_model_s_rules(tmp_path):
     info = json.loads(invoke("info", "--json", path).stdout)["tokenizer"]
     assert (info["lowercase"], info["split_punctuation"], info["numbers_token"]) == (True, True, "<num>")
     assert "word, vocabulary of 8, lower-cased, punctuation split off, numbers as <num>" in invoke("info", path).stdout
+
+
+def test_regularisers_are_described_in_words():
+    from charlm.nn.modelinfo import regularisers_text
+
+    assert regularisers_text({"dropout": 0.0}) == "dropout 0"
+    assert regularisers_text({"dropout": 0.2, "locked_dropout": True}) == "dropout 0.2 (locked)"
+    awd = {"dropout": 0.2, "dropout_input": 0.1, "dropout_hidden": 0.25, "dropout_output": None,
+           "locked_dropout": True, "weight_drop": 0.5, "embedding_dropout": 0.1}
+    assert regularisers_text(awd) == ("dropout input 0.1, hidden 0.25, output 0.2, locked, weight drop 0.5, "
+                                      "embedding dropout 0.1")

@@ -97,6 +97,24 @@ def _size(shape) -> int:
     return n
 
 
+def regularisers_text(m: dict) -> str:
+    """The training-time regularisers of a model's settings (a ModelConfig as a dict, as the model
+    file records it), in words: "dropout 0.2", or per place ("dropout input 0.1, hidden 0.25,
+    output 0.1, locked"), then weight drop and embedding dropout where set."""
+    places = {place: m.get(f"dropout_{place}") for place in ("input", "hidden", "output")}
+    if any(rate is not None for rate in places.values()):
+        rates = ", ".join(f"{place} {m['dropout'] if rate is None else rate:g}" for place, rate in places.items())
+        text = f"dropout {rates}"
+    else:
+        text = f"dropout {m['dropout']:g}"
+    if m.get("locked_dropout"):
+        text += " (locked)" if "," not in text else ", locked"
+    for key, name in (("weight_drop", "weight drop"), ("embedding_dropout", "embedding dropout")):
+        if m.get(key):
+            text += f", {name} {m[key]:g}"
+    return text
+
+
 def format_description(d: dict) -> str:
     """The human-readable text of :func:`describe`'s dict."""
     m, tok = d["model"], d["tokenizer"]
@@ -104,7 +122,7 @@ def format_description(d: dict) -> str:
         f"{d['path']}: charlm {m['layers']}x{m['hidden']} {m['cell'].upper()} language model, "
         f"{d['parameters']:,} parameters",
         f"  model:       embedding {m['embedding']}, {m['layers']} {m['cell']} layer(s) of {m['hidden']}, "
-        f"dropout {m['dropout']}" + (", output tied to the embedding" if m.get("tie_weights") else ""),
+        f"{regularisers_text(m)}" + (", output tied to the embedding" if m.get("tie_weights") else ""),
     ]
     for layer in d["layers"]:
         shapes = ", ".join("x".join(map(str, s)) for s in layer["shapes"])

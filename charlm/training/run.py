@@ -42,13 +42,14 @@ import threading
 import time
 from pathlib import Path
 
-from charlm.config import DataConfig
+from charlm.config import DataConfig, to_dict
 from charlm.data.prepare import prepare
 from charlm.data.tokenizers import tokenizer_from_config
 from charlm.errors import CharlmError
 from charlm.fileio import check_creatable_dir, check_writable_dir, write_text
 from charlm.nn.lm import LanguageModel, load
 from charlm.nn.model import build_model
+from charlm.nn.modelinfo import regularisers_text
 from charlm.runtime import import_keras
 from charlm.training.checkpoint import Checkpointer, Position, list_checkpoints, read_state
 from charlm.training.distribute import check_batch, make_strategy
@@ -252,6 +253,7 @@ class Run:
         tied = "output tied to the embedding, " if self.model_config.tie_weights else ""
         self.log(
             f"charlm: {self.model_config.layers}x{self.model_config.hidden} {self.model_config.cell}, {tied}"
+            f"{regularisers_text(to_dict(self.model_config))}, "
             f"{model.count_params():,} parameters, {data.tokenizer.kind} vocabulary of {data.tokenizer.vocab_size}; "
             f"{data.train_tokens:,} training and {data.val_tokens:,} validation tokens; "
             f"{len(data.train)} windows of {config.batch_size}x{config.bptt} per epoch"
