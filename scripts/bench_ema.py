@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired_steps import start_tensorflow, time_in_turn  # noqa: E402  (the shared timing)
+from paired_steps import add_timing_arguments, start_tensorflow, time_in_turn  # noqa: E402  (the shared timing)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 VOCAB = 65
@@ -53,11 +53,7 @@ def main():
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--bptt", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=4, help="training steps per timed stretch")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", action="store_true")
+    add_timing_arguments(parser)
     args = parser.parse_args()
 
     start_tensorflow(args.threads)

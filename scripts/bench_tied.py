@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired_steps import start_tensorflow, time_in_turn  # noqa: E402  (the shared timing)
+from paired_steps import add_timing_arguments, start_tensorflow, time_in_turn  # noqa: E402  (the shared timing)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 CONFIGS = ("128:128:2000", "650:650:33278")
@@ -49,11 +49,7 @@ def main():
     parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated hidden:embedding:vocab")
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--bptt", type=int, default=35)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=4, help="training steps per timed stretch")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", action="store_true")
+    add_timing_arguments(parser)
     args = parser.parse_args()
 
     start_tensorflow(args.threads)

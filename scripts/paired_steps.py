@@ -1,5 +1,5 @@
-"""What bench_dropout.py and bench_tied.py share: two of charlm's compiled training steps timed
-in turn on the same windows, in one process.
+"""What bench_dropout.py, bench_tied.py, bench_ema.py and bench_regularisers.py share: charlm's
+compiled training steps timed in turn on the same windows, in one process, and the flags for it.
 
 Each trainer is a :class:`charlm.training.steps.CompiledSteps`; after ``args.warmup`` steps each,
 ``args.rounds`` stretches of ``args.steps`` steps are timed alternately (A B A B ...), and each
@@ -19,6 +19,16 @@ def start_tensorflow(threads: int):
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def add_timing_arguments(parser, steps: int = 4, warmup: int = 2):
+    """The flags every script timing with :func:`time_in_turn` takes: --rounds, --steps, --warmup,
+    --threads and --json."""
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=steps, help="training steps per timed stretch")
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
 
 
 def time_in_turn(trainers: dict, vocab: int, args) -> dict:
