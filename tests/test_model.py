@@ -182,14 +182,12 @@ def test_tied_logits_are_float32_under_mixed_precision():
 def test_a_tied_file_loads_with_plain_keras_without_charlm_and_with_charlm(tmp_path):
     """Keras' safe mode, in a process that never imports charlm, gives back the model and its
     logits; so does charlm.load."""
-    import json
 
     import numpy as np
 
     import charlm
     from charlm.data.tokenizers import CharTokenizer
     from charlm.nn.lm import LanguageModel
-    from tests.helpers import run_python
 
     config, model = _tied(hidden=12)
     tokenizer = CharTokenizer.build("abcdefghijk")  # 11 characters and <pad>, <unk>: 13 symbols
@@ -200,18 +198,7 @@ def test_a_tied_file_loads_with_plain_keras_without_charlm_and_with_charlm(tmp_p
     loaded = charlm.load(path)
     assert loaded.config.tie_weights
     np.testing.assert_array_equal(np.asarray(loaded.logits(tokens, states)[0]), expected)
-    code = (
-        "import json, sys\nimport numpy as np\nimport keras\n"
-        "model = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=True)\n"
-        "inputs = json.loads(sys.argv[2])\n"
-        "logits = model([np.array(inputs[0], np.int32)] + [np.array(s, np.float32) for s in inputs[1:]])[0]\n"
-        "assert not [m for m in sys.modules if m.split('.')[0] == 'charlm']\n"
-        "print(json.dumps(np.asarray(logits).tolist()))\n"
-    )
-    inputs = json.dumps([np.asarray(tokens).tolist(), *[np.asarray(s).tolist() for s in states]])
-    result = run_python(code, path, inputs, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    np.testing.assert_allclose(np.array(json.loads(result.stdout.splitlines()[-1])), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(_plain_keras_logits(path, tokens, states, tmp_path), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.slow  # trains a model
@@ -300,7 +287,6 @@ def test_regularisers_leave_no_trace_in_the_saved_model(tmp_path):
     """A model trained with locked dropout, weight drop and embedding dropout saves as the same
     Keras layers and weights as one with plain dropout (the Dropout layers' noise_shape aside),
     loads with plain Keras in safe mode, and infers with its own weights, no mask applied."""
-    import json
 
     import numpy as np
 
@@ -312,7 +298,6 @@ def test_regularisers_leave_no_trace_in_the_saved_model(tmp_path):
     from charlm.nn.model import build_model
     from charlm.runtime import import_keras
     from charlm.training.steps import CompiledSteps
-    from tests.helpers import run_python
 
     keras = import_keras()
     sizes = dict(cell="lstm", layers=2, hidden=16, embedding=8, dropout=0.3, dropout_output=0.1)
@@ -342,6 +327,20 @@ def test_regularisers_leave_no_trace_in_the_saved_model(tmp_path):
     loaded = charlm.load(path)
     assert (loaded.config.weight_drop, loaded.config.embedding_dropout, loaded.config.locked_dropout) == (0.5, 0.2, True)
     np.testing.assert_array_equal(np.asarray(loaded.logits(tokens, states)[0]), expected)
+    np.testing.assert_allclose(_plain_keras_logits(path, tokens, states, tmp_path), expected, rtol=0, atol=1e-6)
+    dropout = keras.saving.load_model(path, compile=False).get_layer("dropout_0")
+    assert dropout.noise_shape == (None, 1, 8)  # locked: Keras' own broadcast over the steps
+
+
+def _plain_keras_logits(path, tokens, states, cwd):
+    """The logits of the model file at ``path`` computed in a fresh process by
+    ``keras.saving.load_model`` in safe mode, with no charlm module imported there."""
+    import json
+
+    import numpy as np
+
+    from tests.helpers import run_python
+
     code = (
         "import json, sys\nimport numpy as np\nimport keras\n"
         "model = keras.saving.load_model(sys.argv[1], compile=False, safe_mode=True)\n"
@@ -351,8 +350,6 @@ def test_regularisers_leave_no_trace_in_the_saved_model(tmp_path):
         "print(json.dumps(np.asarray(logits).tolist()))\n"
     )
     inputs = json.dumps([np.asarray(tokens).tolist(), *[np.asarray(s).tolist() for s in states]])
-    result = run_python(code, path, inputs, cwd=tmp_path)
+    result = run_python(code, path, inputs, cwd=cwd)
     assert result.returncode == 0, result.stderr
-    np.testing.assert_allclose(np.array(json.loads(result.stdout.splitlines()[-1])), expected, rtol=0, atol=1e-6)
-    dropout = keras.saving.load_model(path, compile=False).get_layer("dropout_0")
-    assert dropout.noise_shape == (None, 1, 8)  # locked: Keras' own broadcast over the steps
+    return np.array(json.loads(result.stdout.splitlines()[-1]))
