@@ -23,7 +23,7 @@ import charlm
 from charlm.errors import CharlmError
 from charlm.training.checkpoint import list_checkpoints, read_arrays, read_state
 from charlm.training.observers import Observer
-from charlm.training.run import TrainingInterrupted
+from charlm.training.stopping import TrainingInterrupted
 from tests.helpers import BUNDLED_CORPUS, TINY, assert_one_line_error, invoke
 
 # 21 windows per epoch on the 6,000-character corpus; two epochs, a checkpoint every 5 steps.

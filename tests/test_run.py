@@ -14,7 +14,7 @@ import pytest
 import charlm
 from charlm.training.checkpoint import list_checkpoints, read_state
 from charlm.training.observers import Observer
-from charlm.training.run import validations_without_improvement
+from charlm.training.stopping import validations_without_improvement
 from tests.helpers import BUNDLED_CORPUS, TINY, assert_one_line_error, invoke
 
 

@@ -193,7 +193,8 @@ def command(corpus, out, as_json, quiet, clipnorm, tensorboard, sample_every, sa
     validation loss is saved as OUT/model.keras, with its tokenizer inside.
     """
     from charlm.agreement.observer import AgreementObserver
-    from charlm.training.run import TrainingInterrupted, train
+    from charlm.training.run import train
+    from charlm.training.stopping import TrainingInterrupted
 
     settings["clipnorm"] = clipnorm if clipnorm else None
     log = (lambda line: None) if quiet else None
