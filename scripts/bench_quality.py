@@ -59,13 +59,12 @@ from charlm.fileio import write_text  # noqa: E402
 from charlm.nn.modelinfo import describe  # noqa: E402
 
 # charlm's best recipe, tuned here and nowhere else: flags added to `charlm train` (system b). A wider
-# model with AWD-LSTM's regularisers at its character-level strengths (locked dropout at three places,
-# weight drop 0.5 on the recurrent kernels), strong because an hour is some 45 epochs of a 1 MB text;
-# an average of the weights (about the last thousand steps) is validated and kept, since at a constant
-# rate the raw weights' validation loss jitters. The clock ends the run and the default wsd schedule
-# cools it down over its last fifth.
+# model with AWD-LSTM's regularisers (locked dropout at three places, weight drop on the recurrent
+# kernels) and an average of the weights (about the last thousand steps) validated and kept, since at
+# a constant rate the raw weights' validation loss jitters. The clock ends the run and the default wsd
+# schedule cools it down over its last fifth. BENCHMARKS.md has what stronger regularisation measured.
 BEST_RECIPE = ["--hidden", "512", "--embedding", "128", "--locked-dropout", "--dropout-input", "0.1",
-               "--dropout-hidden", "0.3", "--dropout-output", "0.2", "--weight-drop", "0.5", "--ema", "0.999"]
+               "--dropout-hidden", "0.25", "--dropout-output", "0.1", "--weight-drop", "0.25", "--ema", "0.999"]
 
 CORPUS = REPO.parent / "shared" / "data" / "corpora" / "tinyshakespeare.txt"
 VAL_FRACTION = 0.05
