@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_quality import CORPUS, VAL_FRACTION
 from charlm.config import StreamSettings
 from charlm.data.corpus import read_corpus, split_text
 from charlm.errors import CharlmError
 from charlm.evaluate import text_logprobs
 from charlm.nn.lm import load
 
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "corpora" / "tinyshakespeare.txt"
 SPEAKER_LINE = re.compile(r"[A-Z][A-Za-z' .,-]*:")
 GROUPS = ("seen", "new", "none")  # speaker named in training, never named there, no speaker line yet
 LINES = ("speaker line", "speech")
@@ -107,7 +107,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--corpus", type=Path, default=CORPUS)
-    parser.add_argument("--val-fraction", type=float, default=0.05)
+    parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not 0 < args.val_fraction < 1:
