@@ -36,18 +36,18 @@ LINES = ("speaker line", "speech")
 
 def speakers(text: str) -> set[str]:
     """The names of the speaker lines of ``text``."""
-    return {speaker for speaker, _ in _lines(text) if speaker is not None}
+    return {speaker for _, speaker, _ in _lines(text) if speaker is not None}
 
 
 def _lines(text: str):
-    """``(speaker, is_speaker_line)`` for each line of ``text`` (split on ``\\n``): the speaker whose
-    speech the line belongs to (None before the first speaker line)."""
+    """``(line, speaker, is_speaker_line)`` for each line of ``text`` (split on ``\\n``): the speaker
+    whose speech the line belongs to (None before the first speaker line)."""
     speaker, previous_blank = None, True
     for line in text.split("\n"):
         is_speaker_line = previous_blank and SPEAKER_LINE.fullmatch(line) is not None
         if is_speaker_line:
             speaker = line[:-1]
-        yield speaker, is_speaker_line
+        yield line, speaker, is_speaker_line
         previous_blank = not line.strip()
 
 
@@ -55,7 +55,7 @@ def character_cells(text: str, seen: set[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(group, line)``: for each character of ``text``, the index in :data:`GROUPS` of whose
     speech it belongs to and the index in :data:`LINES` of the kind of line it is on; both (len(text),)."""
     group, kind = [], []
-    for (speaker, is_speaker_line), line in zip(_lines(text), text.split("\n")):
+    for line, speaker, is_speaker_line in _lines(text):
         width = len(line) + 1  # the line break that ends the line
         group += [2 if speaker is None else 0 if speaker in seen else 1] * width
         kind += [0 if is_speaker_line else 1] * width

@@ -51,7 +51,7 @@ def test_cells_are_their_characters_means_and_shares():
                    ("new", "speech"): (2, 4.5, 9 / 15), ("none", "speech"): (1, 1.0, 1 / 15)}
 
 
-def test_the_script_reports_charlm_evals_loss(tiny_corpus, tiny_model_path):
+def test_the_script_reports_charlm_evals_loss(tiny_corpus, tiny_model_path, tmp_path):
     from tests.helpers import invoke
 
     script = [sys.executable, str(REPO / "scripts" / "val_breakdown.py"), str(tiny_model_path),
@@ -61,12 +61,13 @@ def test_the_script_reports_charlm_evals_loss(tiny_corpus, tiny_model_path):
     result = json.loads(done.stdout)
     text = tiny_corpus.read_text(encoding="utf-8")
     val = text[len(text) - round(len(text) * 0.1):]
-    val_file = tiny_corpus.parent / "val_part.txt"
+    val_file = tmp_path / "val_part.txt"
     val_file.write_text(val, encoding="utf-8")
     evaluated = invoke("eval", tiny_model_path, val_file, "--json")
     assert evaluated.exit_code == 0, evaluated.stderr
     assert result["characters"] == len(val)
-    assert result["nats"] == pytest.approx(json.loads(evaluated.stdout)["loss"], rel=1e-6)  # float32 log-probabilities summed in another order
+    # float32 log-probabilities, summed in another order
+    assert result["nats"] == pytest.approx(json.loads(evaluated.stdout)["loss"], rel=1e-6)
     # the bundled corpus has no speaker lines: every character is speech before any speaker
     assert [(r["group"], r["lines"], r["characters"]) for r in result["cells"]] == [("none", "speech", len(val))]
     bad = subprocess.run([*script, "--val-fraction", "1.5"], capture_output=True, text=True, timeout=300)
